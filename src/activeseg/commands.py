@@ -1,0 +1,157 @@
+"""One function per CLI command. Each validates its input before it writes anything."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from activeseg.config import DataConfig, save_yaml
+from activeseg.data.camvid import download_camvid, ralis_splits
+from activeseg.data.classes import load_classes
+from activeseg.data.folder import load_split, read_pair, scan_split
+from activeseg.data.roots import resolve_dataset_dir, user_data_dir
+from activeseg.device import resolve_device, seed_everything
+from activeseg.errors import ConfigError
+from activeseg.features import FeatureCache
+from activeseg.models.segmenter import ModelConfig, build_model
+from activeseg.pipeline import coarsest_stride, default_cache_dir, describe_device, make_source
+from activeseg.train.checkpoint import load_checkpoint, save_checkpoint
+from activeseg.train.metrics import summarize
+from activeseg.train.trainer import TrainConfig, evaluate, fit
+from activeseg.train.sources import ImageSource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainCommand:
+    """`activeseg train`: supervised training on a split or on a list of its images."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    split: str = "train"
+    """Split to train on."""
+    stems: tuple[str, ...] | None = None
+    """Train on these images of the split only (default: all)."""
+    val_split: str | None = "val"
+    """Split for early stopping and the reported validation mIoU (None: no validation)."""
+    out: Path = Path("runs/train")
+    """Output folder: model.pt, config.yaml, history.json, metrics.json."""
+    seed: int = 0
+    """Seed of every random choice."""
+    device: str = "auto"
+    """'auto' (cuda if available), 'cpu' or 'cuda[:i]'."""
+    cache_dir: Path | None = field(default_factory=default_cache_dir)
+    """On-disk feature cache (None: memory only)."""
+    progress: bool = True
+    """Show progress bars."""
+
+
+def read_stems_file(path: Path) -> tuple[str, ...]:
+    """Stems listed one per line (blank lines and # comments skipped)."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: stems file not found; write one image stem per line")
+    stems = [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    if not stems:
+        raise ConfigError(f"{path}: no stems listed; write one image stem per line")
+    return tuple(stems)
+
+
+def stems_of_ralis_split(dataset_dir: Path, key: str) -> tuple[str, ...]:
+    if key not in ("d_s", "d_t", "d_v"):
+        raise ConfigError(f"unknown RALIS split {key!r}; use d_s, d_t or d_v")
+    return tuple(ralis_splits(dataset_dir)[key])
+
+
+def run_train(cmd: TrainCommand) -> dict:
+    """Trains, keeps the best validation checkpoint, and returns the final metrics."""
+    generator = seed_everything(cmd.seed)
+    device = resolve_device(cmd.device)
+    dataset_dir = resolve_dataset_dir(cmd.data.dataset, cmd.data.data_root)
+    train_split = load_split(dataset_dir, cmd.split, cmd.data.size, cmd.data.fit,
+                             list(cmd.stems) if cmd.stems else None, cmd.progress)
+    val_split = (load_split(dataset_dir, cmd.val_split, cmd.data.size, cmd.data.fit, progress=cmd.progress)
+                 if cmd.val_split else None)
+    classes = train_split.classes
+    model = build_model(cmd.model, classes.num_classes).to(device)
+    log.info("training on %d images of %s, device %s", len(train_split), dataset_dir, describe_device(device))
+
+    cmd.out.mkdir(parents=True, exist_ok=True)  # data validated: now we may write
+    save_yaml(cmd, cmd.out / "config.yaml")
+    t0 = time.perf_counter()
+    cache = (FeatureCache(model, device, dataset_dir.name, cmd.cache_dir, progress=cmd.progress)
+             if cmd.model.freeze_encoder else None)
+    train_src = make_source(model, train_split, cache)
+    val_src = make_source(model, val_split, cache) if val_split is not None else None
+    cache_seconds = time.perf_counter() - t0
+
+    ckpt = cmd.out / "model.pt"
+    extra = {"dataset": str(dataset_dir), "split": cmd.split, "fit": cmd.data.fit}
+
+    def on_improve(m, record):
+        save_checkpoint(ckpt, m, cmd.model, classes, cmd.data.size, {**extra, "epoch": record["epoch"]})
+
+    t1 = time.perf_counter()
+    result = fit(model, train_src, val_src, classes.num_classes, cmd.train, device, generator,
+                 align=coarsest_stride(model), progress=cmd.progress, on_improve=on_improve)
+    train_seconds = time.perf_counter() - t1
+    (cmd.out / "history.json").write_text(json.dumps(result.history, indent=1))
+    metrics = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
+               "train_images": len(train_split), "feature_cache_seconds": cache_seconds,
+               "train_seconds": train_seconds, "checkpoint": str(ckpt)}
+    if val_src is not None:
+        metrics["val"] = summarize(evaluate(model, val_src, classes.num_classes, device), classes.names)
+    (cmd.out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return metrics
+
+
+def run_evaluate(checkpoint: Path, split: str = "test", dataset: str | None = None,
+                 data_root: Path | None = None, device_name: str = "auto", progress: bool = True) -> dict:
+    """mIoU, pixel accuracy and per-class IoU of a checkpoint on a split."""
+    device = resolve_device(device_name)
+    model, meta = load_checkpoint(checkpoint, device)
+    dataset_dir = resolve_dataset_dir(dataset or meta["extra"].get("dataset", "camvid"), data_root)
+    size = tuple(meta["image_size"])
+    data = load_split(dataset_dir, split, size, meta["extra"].get("fit", "stretch"), progress=progress)
+    if list(data.classes.names) != list(meta["classes"]["classes"]):
+        raise ConfigError(f"{dataset_dir}: its classes differ from the checkpoint's; evaluate on the dataset "
+                          "the model was trained for")
+    cm = evaluate(model, ImageSource(data.images, data.labels), data.classes.num_classes, device)
+    return {"split": split, "images": len(data), **summarize(cm, data.classes.names)}
+
+
+def run_data_info(dataset: str = "camvid", data_root: Path | None = None) -> dict:
+    """Per-split image counts and per-class pixel frequencies at native resolution (validates every file)."""
+    dataset_dir = resolve_dataset_dir(dataset, data_root)
+    classes = load_classes(dataset_dir / "classes.json")
+    info = {"dataset": str(dataset_dir), "classes": list(classes.names), "splits": {}}
+    for split_dir in sorted(p for p in dataset_dir.iterdir() if (p / "images").is_dir()):
+        counts = torch.zeros(classes.num_classes + 1, dtype=torch.long)  # last bin: ignored pixels
+        pairs = scan_split(split_dir)
+        for _, ip, lp in pairs:
+            _, lab = read_pair(ip, lp, classes)
+            v = torch.from_numpy(lab).reshape(-1).long().clamp(max=classes.num_classes)
+            counts += torch.bincount(v, minlength=classes.num_classes + 1)
+        total = int(counts.sum())
+        info["splits"][split_dir.name] = {
+            "images": len(pairs),
+            "pixels": total,
+            "frequency": {n: int(c) / total for n, c in zip(list(classes.names) + ["(ignored)"], counts.tolist())},
+        }
+    return info
+
+
+def run_download(name: str, data_root: Path | None, url: str | None, sha256: str | None, force: bool,
+                 progress: bool = True) -> Path:
+    """Downloads a public dataset into the data root (default: the user cache)."""
+    if name != "camvid":
+        raise ConfigError(f"no download for {name!r}; available: camvid")
+    root = data_root or user_data_dir()
+    kwargs = {"url": url} if url else {}
+    return download_camvid(root / "camvid", sha256=sha256, force=force, progress=progress, **kwargs)

@@ -1,0 +1,1 @@
+"""Datasets in the activeseg folder format, the CamVid preset and synthetic data."""

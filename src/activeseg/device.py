@@ -1,0 +1,28 @@
+"""Device resolution and seeding, done once per command and passed explicitly."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+from activeseg.errors import ConfigError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' -> cuda when available, else cpu; otherwise the named device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seeds the global generators (for library code we do not control, e.g. dropout) and returns
+    an explicit CPU generator for everything we sample ourselves."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)

@@ -1,0 +1,1 @@
+"""Supervised training and evaluation; nothing here knows about active learning."""

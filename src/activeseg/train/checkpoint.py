@@ -1,0 +1,53 @@
+"""Checkpoints: model weights with everything needed to rebuild the model and read its outputs."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from activeseg.data.classes import ClassInfo
+from activeseg.errors import ActiveSegError
+from activeseg.models.segmenter import ModelConfig, Segmenter, build_model
+
+
+def save_checkpoint(path: Path, model: Segmenter, model_cfg: ModelConfig, classes: ClassInfo,
+                    image_size: tuple[int, int], extra: dict | None = None) -> None:
+    """Writes atomically: an interrupted save leaves the previous checkpoint intact."""
+    payload = {
+        "format": "activeseg-checkpoint-1",
+        "model_config": asdict(model_cfg),
+        "classes": classes.to_json(),
+        "image_size": list(image_size),
+        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+        "extra": extra or {},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path, device: torch.device) -> tuple[Segmenter, dict]:
+    """Rebuilds the model of a checkpoint on ``device``; returns it with the checkpoint's metadata."""
+    if not Path(path).is_file():
+        raise ActiveSegError(f"{path}: checkpoint not found. Remedy: pass the model.pt written by `activeseg train`")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        cfg = ModelConfig(**{**payload["model_config"], "pretrained": False})
+        classes = payload["classes"]
+    except Exception as exc:
+        raise ActiveSegError(f"{path}: not an activeseg checkpoint ({exc}). "
+                             "Remedy: pass the model.pt written by `activeseg train`") from exc
+    model = build_model(cfg, len(classes["classes"]))
+    model.load_state_dict(payload["state_dict"])
+    meta = {k: v for k, v in payload.items() if k != "state_dict"}
+    return model.to(device), meta

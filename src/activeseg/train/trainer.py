@@ -1,0 +1,183 @@
+"""Supervised training with partial labels and early stopping.
+
+Labels may hold any value ``>= num_classes`` (void, 255 = unlabelled): those pixels reach the loss
+as its ignore index, so partially labelled images need no special code.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from activeseg.errors import ConfigError
+from activeseg.models.segmenter import Segmenter
+from activeseg.train.metrics import confusion_matrix, mean_iou
+from activeseg.train.sources import Box, FeatureSource, ImageSource, crop_box
+
+Source = ImageSource | FeatureSource
+IGNORE = 255
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation of the segmentation network."""
+
+    max_epochs: int = 40
+    """Upper bound on epochs."""
+    patience: int = 10
+    """Stop after this many epochs without a better validation mIoU (0: never stop early)."""
+    batch_size: int = 8
+    """Images (or crops) per gradient step."""
+    lr: float = 2e-3
+    """Peak learning rate of AdamW (cosine decay to 0 over max_epochs)."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    crop: tuple[int, int] | None = None
+    """Random crop (H, W) in pixels, aligned to the encoder's coarsest stride; None: whole images."""
+    flip: bool = True
+    """Random horizontal flips."""
+
+    def __post_init__(self) -> None:
+        if self.max_epochs < 1 or self.batch_size < 1:
+            raise ConfigError("train.max_epochs and train.batch_size must be >= 1")
+        if self.patience < 0:
+            raise ConfigError("train.patience must be >= 0 (0 disables early stopping)")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr is {self.lr}; use a positive learning rate such as 2e-3")
+        if self.crop is not None and min(self.crop) < 1:
+            raise ConfigError(f"train.crop is {self.crop}; give a positive (H, W) or leave it unset")
+
+
+@dataclass
+class FitResult:
+    """What ``fit`` did: one record per epoch and the best epoch (whose weights the model holds)."""
+
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    best_miou: float = -math.inf
+
+
+def make_batches(source: Source, indices: torch.Tensor, batch_size: int, generator: torch.Generator,
+                 flip: bool = True, crop: tuple[int, int] | None = None, align: int = 32,
+                 keep: list[Box] | None = None) -> Iterator[tuple[object, torch.Tensor]]:
+    """Shuffled batches of ``(inputs, labels)``; ``keep[i]`` is a box the crop of item i must contain."""
+    order = torch.randperm(len(indices), generator=generator)
+    size = tuple(source.labels.shape[-2:])
+    W = size[1]
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        idx = indices[rows]
+        flipped = (torch.rand(len(rows), generator=generator) < 0.5) if flip else torch.zeros(len(rows), dtype=torch.bool)
+        boxes = None
+        if crop is not None:
+            boxes = []
+            for r, f in zip(rows.tolist(), flipped.tolist()):
+                k = keep[r] if keep is not None else None
+                if k is not None and f:  # mirror the kept box with the image
+                    k = (k[0], k[1], W - k[3], W - k[2])
+                boxes.append(crop_box(size, crop, align, generator, k))
+        yield source.inputs(idx, flipped, boxes)
+
+
+def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over pixels whose label is a class.
+
+    Shape:
+        logits ``[N, C, H, W]``, labels ``[N, H, W]`` (any integer type).
+    """
+    target = labels.long()
+    target = torch.where(target < logits.shape[1], target, torch.full_like(target, IGNORE))
+    if (target != IGNORE).sum() == 0:
+        return logits.sum() * 0.0  # nothing labelled in this batch
+    return F.cross_entropy(logits, target, ignore_index=IGNORE)
+
+
+def _to(inputs: object, device: torch.device) -> object:
+    if isinstance(inputs, torch.Tensor):
+        return inputs.to(device, non_blocking=True)
+    return [t.to(device, non_blocking=True) for t in inputs]  # type: ignore[union-attr]
+
+
+def train_one_epoch(model: Segmenter, batches: Iterator, optimizer: torch.optim.Optimizer,
+                    device: torch.device, total: int | None = None, progress: bool = False) -> float:
+    """One pass over ``batches``; returns the mean loss."""
+    model.train()
+    losses = []
+    for inputs, labels in tqdm(batches, total=total, desc="train", disable=not progress, leave=False):
+        labels = labels.to(device)
+        logits = model(_to(inputs, device), out_size=tuple(labels.shape[-2:]))
+        loss = segmentation_loss(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return sum(losses) / max(len(losses), 1)
+
+
+@torch.no_grad()
+def predict(model: Segmenter, source: Source, device: torch.device, batch_size: int = 16,
+            indices: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yields ``(logits, labels)`` per batch in order, whole images, no augmentation."""
+    model.eval()
+    indices = torch.arange(len(source)) if indices is None else indices
+    for start in range(0, len(indices), batch_size):
+        idx = indices[start:start + batch_size]
+        inputs, labels = source.inputs(idx, torch.zeros(len(idx), dtype=torch.bool), None)
+        yield model(_to(inputs, device), out_size=tuple(labels.shape[-2:])), labels
+
+
+def evaluate(model: Segmenter, source: Source, num_classes: int, device: torch.device,
+             batch_size: int = 16) -> torch.Tensor:
+    """The confusion matrix of the model on every image of ``source``. Shape: ``[C, C]``."""
+    cm = torch.zeros((num_classes, num_classes), dtype=torch.long)
+    for logits, labels in predict(model, source, device, batch_size):
+        cm += confusion_matrix(logits.argmax(1).cpu(), labels, num_classes)
+    return cm
+
+
+def make_optimizer(model: Segmenter, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def fit(model: Segmenter, train: Source, val: Source | None, num_classes: int, cfg: TrainConfig,
+        device: torch.device, generator: torch.Generator, indices: torch.Tensor | None = None,
+        keep: list[Box] | None = None, align: int = 32, progress: bool = True,
+        on_improve: Callable[[Segmenter, dict], None] | None = None) -> FitResult:
+    """Trains with early stopping on ``val`` mIoU; the model ends holding its best weights.
+
+    Without ``val``, every epoch counts as an improvement and the last weights are kept.
+    ``on_improve(model, record)`` is called after each improving epoch (e.g. to save a checkpoint).
+    """
+    indices = torch.arange(len(train)) if indices is None else indices
+    optimizer = make_optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.max_epochs)
+    result, best_state, stale = FitResult(), None, 0
+    steps = math.ceil(len(indices) / cfg.batch_size)
+    bar = tqdm(range(cfg.max_epochs), desc="epochs", disable=not progress)
+    for epoch in bar:
+        batches = make_batches(train, indices, cfg.batch_size, generator, cfg.flip, cfg.crop, align, keep)
+        loss = train_one_epoch(model, batches, optimizer, device, total=steps)
+        scheduler.step()
+        miou = mean_iou(evaluate(model, val, num_classes, device)) if val is not None else None
+        record = {"epoch": epoch, "loss": loss, "val_miou": miou, "lr": scheduler.get_last_lr()[0]}
+        result.history.append(record)
+        bar.set_postfix(loss=f"{loss:.3f}", val_miou="-" if miou is None else f"{miou:.3f}")
+        if miou is None or miou > result.best_miou:
+            result.best_epoch, result.best_miou, stale = epoch, (miou if miou is not None else math.nan), 0
+            best_state = copy.deepcopy(model.state_dict())
+            if on_improve is not None:
+                on_improve(model, record)
+        else:
+            stale += 1
+            if cfg.patience and stale >= cfg.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return result
