@@ -27,7 +27,7 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
 benchmark-supervised: $(STAMP)
-	$(PY) benchmarks/supervised.py --out docs/supervised.json
+	$(PY) benchmarks/supervised.py --finetune-epochs 15 --out docs/supervised.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -18,7 +18,7 @@ import json
 import platform
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -29,6 +29,7 @@ from activeseg.device import resolve_device, seed_everything
 from activeseg.features import FeatureCache
 from activeseg.models import ModelConfig, build_model
 from activeseg.pipeline import describe_device, make_source
+from activeseg.train.checkpoint import save_checkpoint
 from activeseg.train.metrics import summarize
 from activeseg.train.sources import ImageSource
 from activeseg.train.trainer import TrainConfig, evaluate, fit, make_batches, make_optimizer, train_one_epoch
@@ -54,6 +55,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=Path("docs/supervised.json"))
+    ap.add_argument("--checkpoints", type=Path, default=Path("runs/benchmark_supervised"))
     args = ap.parse_args()
 
     device = resolve_device(args.device)
@@ -61,6 +63,7 @@ def main() -> None:
     size = (args.height, args.width)
     ddir = resolve_dataset_dir("camvid", args.data_root)
     train, val, test = (load_split(ddir, s, size) for s in ("train", "val", "test"))
+    native = load_split(ddir, "test", (360, 480))  # labels for scoring at CamVid's native resolution
     names = train.classes.names
     C = train.classes.num_classes
     report: dict = {"device": describe_device(device), "machine": platform.processor() or platform.machine(),
@@ -84,6 +87,8 @@ def main() -> None:
     print(json.dumps(report["cache"], indent=1))
     train_src = make_source(model, train, cache)
     val_src, test_src = make_source(model, val, cache), make_source(model, test, cache)
+    # same inputs, native labels: logits are upsampled bilinearly to 360x480 before the argmax
+    test_native_src = replace(test_src, labels=native.labels)
 
     # 2. epoch time: cached features vs. the encoder recomputed at every step (same model, same data)
     probe = build_model(model_cfg, C).to(device)
@@ -100,7 +105,9 @@ def main() -> None:
         "history": result.history,
         "val": summarize(evaluate(model, val_src, C, device), names),
         "test": summarize(evaluate(model, test_src, C, device), names),
+        "test_native_360x480": summarize(evaluate(model, test_native_src, C, device), names),
     }
+    save_checkpoint(args.checkpoints / "frozen.pt", model, model_cfg, train.classes, size)
     print("frozen: val", report["frozen"]["val"]["miou"], "test", report["frozen"]["test"]["miou"])
 
     # 4. optional: fine-tune the whole network, starting from the frozen-encoder model
@@ -116,7 +123,9 @@ def main() -> None:
             "best_epoch": r.best_epoch, "history": r.history,
             "val": summarize(evaluate(tuned, src(val), C, device), names),
             "test": summarize(evaluate(tuned, src(test), C, device), names),
+            "test_native_360x480": summarize(evaluate(tuned, ImageSource(test.images, native.labels), C, device), names),
         }
+        save_checkpoint(args.checkpoints / "finetuned.pt", tuned, ModelConfig(freeze_encoder=False), train.classes, size)
         print("finetuned: val", report["finetuned"]["val"]["miou"], "test", report["finetuned"]["test"]["miou"])
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -131,12 +140,13 @@ def markdown(r: dict, names: tuple[str, ...]) -> str:
         rows.append(("encoder fine-tuned", r["finetuned"]))
     lines = [
         f"Device: {r['device']}, torch {r['torch']}, working size {r['size'][0]}x{r['size'][1]}.", "",
-        "| model | epochs run (best) | train s | val mIoU | test mIoU | test pixel acc |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| model | epochs run (best) | train s | val mIoU | test mIoU | test mIoU at 360x480 | test pixel acc |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for label, m in rows:
         lines.append(f"| {label} | {m['epochs_run']} ({m['best_epoch']}) | {m['train_seconds']:.0f} | "
-                     f"{100 * m['val']['miou']:.1f} | {100 * m['test']['miou']:.1f} | {100 * m['test']['pixel_accuracy']:.1f} |")
+                     f"{100 * m['val']['miou']:.1f} | {100 * m['test']['miou']:.1f} | "
+                     f"{100 * m['test_native_360x480']['miou']:.1f} | {100 * m['test']['pixel_accuracy']:.1f} |")
     lines += ["", "Per-class IoU (%):", "", "| split | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for label, m in rows:
         for split in ("val", "test"):

@@ -1,0 +1,1 @@
+"""Region-based active learning: labelled state, oracle, acquisition scores and candidate pools."""

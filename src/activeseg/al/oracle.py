@@ -1,0 +1,39 @@
+"""The simulated annotator: reveals ground truth inside labelled regions, 255 elsewhere."""
+
+from __future__ import annotations
+
+import torch
+
+from activeseg import UNLABELLED
+from activeseg.al.state import LabelledState
+
+
+class GroundTruthOracle:
+    """Answers queries from full label maps.
+
+    Args:
+        labels: ground truth of the pool. Shape: ``[N, H, W]`` uint8.
+    """
+
+    def __init__(self, labels: torch.Tensor) -> None:
+        self.labels = labels
+
+    def partial_labels(self, state: LabelledState, images: torch.Tensor | None = None) -> torch.Tensor:
+        """Ground truth inside labelled regions, ``UNLABELLED`` (255) everywhere else.
+
+        Shape:
+            ``[M, H, W]`` uint8 for the ``M`` images of ``images`` (default: all).
+        """
+        images = torch.arange(self.labels.shape[0]) if images is None else images
+        rmap = state.grid.region_map()  # [H, W]
+        known = (state.labelled_step[images] > 0)[:, rmap]  # [M, H, W]
+        return torch.where(known, self.labels[images], torch.full_like(self.labels[images], UNLABELLED))
+
+    def class_histogram(self, state: LabelledState, num_classes: int) -> torch.Tensor:
+        """Labelled pixels per class, with a last bin for void (values >= C, not 255).
+
+        Shape: ``[num_classes + 1]`` int64.
+        """
+        part = self.partial_labels(state).reshape(-1).long()
+        part = part[part != UNLABELLED].clamp(max=num_classes)
+        return torch.bincount(part, minlength=num_classes + 1)

@@ -1,0 +1,76 @@
+"""The one object that owns which regions are labelled, and when."""
+
+from __future__ import annotations
+
+import torch
+
+from activeseg.regions import RegionGrid
+
+
+class LabelledState:
+    """``labelled_step[image, rid]``: 0 = not labelled, k = labelled at step k (k >= 1).
+
+    Region ids are the global ids of ``grid`` over the pool's images.
+
+    Args:
+        num_images: images in the pool.
+        grid: the region grid shared by every image.
+    """
+
+    def __init__(self, num_images: int, grid: RegionGrid) -> None:
+        self.grid = grid
+        self.labelled_step = torch.zeros((num_images, grid.regions_per_image), dtype=torch.int32)
+
+    @property
+    def num_regions(self) -> int:
+        return self.labelled_step.numel()
+
+    @property
+    def num_labelled(self) -> int:
+        return int((self.labelled_step > 0).sum())
+
+    @property
+    def last_step(self) -> int:
+        return int(self.labelled_step.max())
+
+    def available(self) -> torch.Tensor:
+        """Unlabelled regions. Shape: ``[num_images, regions_per_image]`` bool."""
+        return self.labelled_step == 0
+
+    def label(self, gids: torch.Tensor | list[int], step: int) -> None:
+        """Marks regions as labelled at ``step``.
+
+        Raises:
+            ValueError: a region is already labelled, repeated, or ``step`` goes backwards.
+        """
+        gids = torch.as_tensor(gids, dtype=torch.long).reshape(-1)
+        if step < max(1, self.last_step):
+            raise ValueError(f"step {step} is before the last step {self.last_step}; steps start at 1 and grow")
+        if gids.unique().numel() != gids.numel():
+            raise ValueError("the same region was selected twice in one step")
+        flat = self.labelled_step.view(-1)
+        if (flat[gids] > 0).any():
+            raise ValueError(f"regions {gids[flat[gids] > 0].tolist()} are already labelled")
+        flat[gids] = step
+
+    def labelled_ids(self, step: int | None = None) -> torch.Tensor:
+        """Global ids labelled (at ``step`` only, if given), ascending."""
+        flat = self.labelled_step.view(-1)
+        mask = flat > 0 if step is None else flat == step
+        return mask.nonzero().reshape(-1)
+
+    def pixel_mask(self, image: int) -> torch.Tensor:
+        """Labelled pixels of one image. Shape: ``[H, W]`` bool."""
+        rmap = self.grid.region_map()
+        return (self.labelled_step[image] > 0)[rmap]
+
+    def state_dict(self) -> dict:
+        return {"labelled_step": self.labelled_step.clone(), "grid": (self.grid.height, self.grid.width,
+                                                                      self.grid.region_h, self.grid.region_w)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if tuple(state["grid"]) != (self.grid.height, self.grid.width, self.grid.region_h, self.grid.region_w):
+            raise ValueError(f"saved grid {state['grid']} differs from this run's grid {self.grid}")
+        if state["labelled_step"].shape != self.labelled_step.shape:
+            raise ValueError("saved state has a different number of images or regions")
+        self.labelled_step = state["labelled_step"].clone().to(torch.int32)
