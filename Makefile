@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/activeseg train --dataset camvid --epochs 15 --out runs/demo
+	$(VENV)/bin/activeseg benchmark configs/camvid_demo.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -102,6 +102,59 @@ def evaluate(
         typer.echo(f"  {name:<14} {'   -  ' if iou is None else f'{iou:.4f}'}")
 
 
+def _experiment(config: Optional[Path], store: Optional[Path], device: Optional[str], budgets: Optional[str]):
+    cfg = commands.load_experiment(config)
+    al = cfg.al
+    if budgets:
+        al = replace(al, budgets=tuple(int(b) for b in budgets.split(",")))
+    return _set(cfg, store=store, device=device, al=al)
+
+
+@app.command()
+def run(
+    config: Optional[Path] = typer.Option(None, help="Experiment preset (see configs/, e.g. camvid_cpu.yaml)."),
+    strategy: Optional[str] = typer.Option(None, help="random, entropy, margin or bald."),
+    seed: Optional[int] = typer.Option(None, help="Seed of the run."),
+    budgets: Optional[str] = typer.Option(None, help="Comma-separated budgets in regions, e.g. 480,960."),
+    store: Optional[Path] = typer.Option(None, help="SQLite run store (default from the preset)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last step."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """One simulated active-learning run (one strategy, one seed) covering every budget."""
+    cfg = _experiment(config, store, device, budgets)
+    cfg = replace(cfg, al=_set(cfg.al, strategy=strategy, seed=seed))
+    for e in commands.run_al(cfg, resume, progress=not quiet):
+        if e["split"] == "test":
+            typer.echo(f"{e['run_id']}: {e['labelled']} regions -> test mIoU {e['miou']:.4f}")
+    typer.echo(f"store: {cfg.store}")
+
+
+@app.command()
+def benchmark(
+    config: Path = typer.Argument(..., help="Experiment preset with strategies and seeds (configs/*.yaml)."),
+    store: Optional[Path] = typer.Option(None, help="SQLite run store (default from the preset)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Every strategy x seed of a preset (finished runs skipped, interrupted ones resumed), then the plot."""
+    cfg = _experiment(config, store, device, None)
+    png, md, table = commands.run_benchmark(cfg, progress=not quiet)
+    typer.echo(table)
+    typer.echo(f"plot: {png}\ntable: {md}")
+
+
+@app.command()
+def plot(
+    store: Path = typer.Argument(..., help="store.sqlite of `activeseg run` or `activeseg benchmark`."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: beside the store)."),
+) -> None:
+    """Learning curves (mIoU vs labelled regions, mean ± std over seeds) as PNG, and a markdown table."""
+    png, md, table = commands.run_plot(store, out)
+    typer.echo(table)
+    typer.echo(f"plot: {png}\ntable: {md}")
+
+
 @data_app.command("info")
 def data_info(
     dataset: str = typer.Option("camvid", help="Dataset name under the data root, or a dataset folder."),

@@ -155,3 +155,56 @@ def run_download(name: str, data_root: Path | None, url: str | None, sha256: str
     root = data_root or user_data_dir()
     kwargs = {"url": url} if url else {}
     return download_camvid(root / "camvid", sha256=sha256, force=force, progress=progress, **kwargs)
+
+
+# --- active learning --------------------------------------------------------------------------
+
+def load_experiment(config: Path | None) -> "ExperimentConfig":
+    from activeseg.config import load_yaml
+    from activeseg.experiment import ExperimentConfig
+
+    return load_yaml(config, ExperimentConfig) if config else ExperimentConfig()
+
+
+def run_al(cfg: "ExperimentConfig", resume: bool = False, progress: bool = True) -> list[dict]:
+    """One active-learning run (cfg.al.strategy, cfg.al.seed); returns its evaluations."""
+    from activeseg.experiment import prepare, run_one
+    from activeseg.store import RunStore
+
+    store = RunStore(cfg.store)
+    existing = {r["run_id"]: r["status"] for r in store.runs()}
+    store.close()
+    status = existing.get(cfg.al.run_id)
+    if status == "running" and not resume:
+        raise ConfigError(f"run {cfg.al.run_id} was interrupted in {cfg.store}; pass --resume to continue it, "
+                          "or --store NEW.sqlite to start afresh")
+    if status != "done":
+        run_one(prepare(cfg, progress), cfg.al, progress)
+    store = RunStore(cfg.store)
+    try:
+        return store.evaluations(cfg.al.run_id)
+    finally:
+        store.close()
+
+
+def run_benchmark(cfg: "ExperimentConfig", progress: bool = True) -> tuple[Path, Path, str]:
+    """The grid of strategies x seeds (finished runs skipped, interrupted ones resumed), then the plot."""
+    from activeseg.experiment import run_benchmark as run_grid
+
+    store = run_grid(cfg, progress)
+    return run_plot(store, store.parent)
+
+
+def run_plot(store: Path, out_dir: Path | None = None) -> tuple[Path, Path, str]:
+    """Learning-curve PNG and markdown table of a store; returns their paths and the table."""
+    from activeseg.report import markdown_table, plot_curves
+
+    if not Path(store).is_file():
+        raise ConfigError(f"{store}: run store not found; pass the store.sqlite written by `activeseg run` or "
+                          "`activeseg benchmark`")
+    out_dir = out_dir or Path(store).parent
+    png = plot_curves(Path(store), out_dir / "learning_curves.png")
+    table = markdown_table(Path(store))
+    md = out_dir / "results.md"
+    md.write_text(table)
+    return png, md, table

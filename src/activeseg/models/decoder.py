@@ -33,6 +33,14 @@ class FPNDecoder(nn.Module):
         self.classifier = nn.Conv2d(width // 2, num_classes, 1)
 
     def forward(self, features: list[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:
+        return self.classify(self.dropout(self.embed(features)), out_size)
+
+    def embed(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """The merged feature map at stride 4, just before the dropout point.
+
+        Shape:
+            features (finest first) -> ``[N, width/2, h_0, w_0]``.
+        """
         # top-down: start at the coarsest level, add each finer lateral
         x = self.lateral[-1](features[-1])
         merged = [self.smooth[-1](x)]
@@ -42,6 +50,8 @@ class FPNDecoder(nn.Module):
             merged.append(self.smooth[i](x))
         finest = merged[-1].shape[-2:]
         y = sum(F.interpolate(m, size=finest, mode="bilinear", align_corners=False) for m in merged[:-1])
-        y = y + merged[-1]  # [N, width/2, H/4, W/4]
-        logits = self.classifier(self.dropout(y))
-        return F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False)
+        return y + merged[-1]  # [N, width/2, H/4, W/4]
+
+    def classify(self, y: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
+        """Classifier on the (possibly dropped-out) merged map, upsampled to ``out_size``."""
+        return F.interpolate(self.classifier(y), size=out_size, mode="bilinear", align_corners=False)

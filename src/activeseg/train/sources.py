@@ -2,7 +2,9 @@
 
 Both sources cut the same crop boxes and flips, so the trainer sees no difference. Crops are aligned
 to the encoder's coarsest stride, which makes a crop of the cached features exactly the features of
-the cropped region.
+the cropped region. A crop may extend past the bottom or right border (when the image size is not a
+multiple of the stride, that is the only way to reach the last rows): the part outside the image is
+labelled 255 (ignored) and its features are zeros, as the decoder's own zero padding sees at a border.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
+from activeseg import UNLABELLED
 from activeseg.features import FeatureBank
 
 Box = tuple[int, int, int, int]  # (y0, y1, x0, x1), half-open pixels
@@ -42,8 +46,8 @@ class ImageSource:
             labs.append(lab)
         x, y = torch.stack(imgs), torch.stack(labs)
         if box is not None:
-            x = torch.stack([xi[:, y0:y1, x0:x1] for xi, (y0, y1, x0, x1) in zip(x, box)])
-            y = torch.stack([yi[y0:y1, x0:x1] for yi, (y0, y1, x0, x1) in zip(y, box)])
+            x = torch.stack([_pad_crop(xi, b, 0) for xi, b in zip(x, box)])
+            y = _crop_labels(y, box)
         return x, y
 
 
@@ -67,17 +71,30 @@ class FeatureSource:
             return feats, labs
         cropped = []
         for lvl, s in zip(feats, self.strides):
-            cropped.append(torch.stack([
-                li[:, y0 // s:math.ceil(y1 / s), x0 // s:math.ceil(x1 / s)] for li, (y0, y1, x0, x1) in zip(lvl, box)
-            ]))
-        labs = torch.stack([yi[y0:y1, x0:x1] for yi, (y0, y1, x0, x1) in zip(labs, box)])
-        return cropped, labs
+            # box edges are multiples of the coarsest stride, hence of s: exact cell boundaries
+            cropped.append(torch.stack([_pad_crop(li, (y0 // s, math.ceil(y1 / s), x0 // s, math.ceil(x1 / s)), 0)
+                                        for li, (y0, y1, x0, x1) in zip(lvl, box)]))
+        return cropped, _crop_labels(labs, box)
 
 
-def _window_starts(length: int, crop: int, align: int, lo: int, hi: int) -> list[int]:
-    """Aligned starts s in [0, length-crop] with the window [s, s+crop) covering [lo, hi)."""
-    starts = range(0, length - crop + 1, align)
-    return [s for s in starts if s <= lo and hi <= s + crop]
+def _pad_crop(t: torch.Tensor, box: Box, value: float) -> torch.Tensor:
+    """``t[..., y0:y1, x0:x1]``, padded with ``value`` where the box passes the bottom/right border."""
+    y0, y1, x0, x1 = box
+    h, w = t.shape[-2:]
+    out = t[..., y0:min(y1, h), x0:min(x1, w)]
+    if y1 > h or x1 > w:
+        out = F.pad(out, (0, max(0, x1 - w), 0, max(0, y1 - h)), value=value)
+    return out
+
+
+def _crop_labels(labels: torch.Tensor, box: list[Box]) -> torch.Tensor:
+    return torch.stack([_pad_crop(li, b, UNLABELLED) for li, b in zip(labels, box)])
+
+
+def _window_starts(length: int, crop: int, align: int) -> list[int]:
+    """Aligned window starts; windows may end past ``length`` by less than ``align``."""
+    padded = math.ceil(length / align) * align
+    return list(range(0, padded - crop + 1, align))
 
 
 def crop_box(size: tuple[int, int], crop: tuple[int, int], align: int, generator: torch.Generator,
@@ -85,8 +102,9 @@ def crop_box(size: tuple[int, int], crop: tuple[int, int], align: int, generator
     """A random crop box aligned to ``align`` pixels, optionally keeping a region inside.
 
     A crop side at least as long as the image side is the whole side. Otherwise the side is rounded
-    down to a multiple of ``align``. With ``keep``, windows that contain the whole region are drawn
-    from; if the aligned grid has none, windows that contain the region's centre.
+    down to a multiple of ``align`` and the window starts at a multiple of ``align`` (it may pass the
+    far border by less than ``align``). With ``keep``, windows containing the whole region are drawn
+    from; if there are none, windows containing its centre; failing that, the window nearest to it.
     """
     out = []
     for axis, (length, c) in enumerate(zip(size, crop)):
@@ -94,14 +112,13 @@ def crop_box(size: tuple[int, int], crop: tuple[int, int], align: int, generator
             out += [0, length]
             continue
         c = max(align, c // align * align)
-        if keep is None:
-            starts = _window_starts(length, c, align, length, 0)  # every aligned start
-        else:
+        starts = _window_starts(length, c, align)
+        if keep is not None:
             lo, hi = keep[2 * axis], keep[2 * axis + 1]
-            starts = _window_starts(length, c, align, lo, hi)
-            if not starts:
-                mid = (lo + hi - 1) // 2
-                starts = _window_starts(length, c, align, mid, mid + 1)
+            mid = (lo + hi - 1) // 2
+            starts = ([s for s in starts if s <= lo and hi <= s + c]
+                      or [s for s in starts if s <= mid < s + c]
+                      or [min(starts, key=lambda s: abs(s + c / 2 - mid))])
         s = starts[int(torch.randint(len(starts), (1,), generator=generator))]
         out += [s, s + c]
     return tuple(out)  # type: ignore[return-value]

@@ -65,8 +65,11 @@ class FitResult:
 
 def make_batches(source: Source, indices: torch.Tensor, batch_size: int, generator: torch.Generator,
                  flip: bool = True, crop: tuple[int, int] | None = None, align: int = 32,
-                 keep: list[Box] | None = None) -> Iterator[tuple[object, torch.Tensor]]:
-    """Shuffled batches of ``(inputs, labels)``; ``keep[i]`` is a box the crop of item i must contain."""
+                 keep: list[Box | list[Box]] | None = None) -> Iterator[tuple[object, torch.Tensor]]:
+    """Shuffled batches of ``(inputs, labels)``.
+
+    ``keep[i]`` is a box the crop of item i must contain, or a list of boxes of which one is drawn.
+    """
     order = torch.randperm(len(indices), generator=generator)
     size = tuple(source.labels.shape[-2:])
     W = size[1]
@@ -79,6 +82,8 @@ def make_batches(source: Source, indices: torch.Tensor, batch_size: int, generat
             boxes = []
             for r, f in zip(rows.tolist(), flipped.tolist()):
                 k = keep[r] if keep is not None else None
+                if isinstance(k, list):  # several candidate boxes: draw one
+                    k = k[int(torch.randint(len(k), (1,), generator=generator))]
                 if k is not None and f:  # mirror the kept box with the image
                     k = (k[0], k[1], W - k[3], W - k[2])
                 boxes.append(crop_box(size, crop, align, generator, k))
@@ -148,7 +153,7 @@ def make_optimizer(model: Segmenter, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 def fit(model: Segmenter, train: Source, val: Source | None, num_classes: int, cfg: TrainConfig,
         device: torch.device, generator: torch.Generator, indices: torch.Tensor | None = None,
-        keep: list[Box] | None = None, align: int = 32, progress: bool = True,
+        keep: list[Box | list[Box]] | None = None, align: int = 32, progress: bool = True,
         on_improve: Callable[[Segmenter, dict], None] | None = None) -> FitResult:
     """Trains with early stopping on ``val`` mIoU; the model ends holding its best weights.
 

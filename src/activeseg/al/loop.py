@@ -1,0 +1,211 @@
+"""The active-learning run: select K regions, reveal them, fine-tune, and at each budget train on
+everything labelled and evaluate. One run per (strategy, seed) covers every budget.
+
+Randomness is derived from (seed, step) for every step, and from (seed, budget) for every final
+training, so a run resumed from its last stored step makes exactly the choices an uninterrupted run
+makes.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from activeseg.al.oracle import GroundTruthOracle
+from activeseg.al.state import LabelledState
+from activeseg.al.strategies import STRATEGIES, Selection, SelectionContext, get_strategy
+from activeseg.errors import ConfigError
+from activeseg.models.segmenter import Segmenter
+from activeseg.regions import RegionGrid
+from activeseg.store import RunStore
+from activeseg.train.metrics import summarize
+from activeseg.train.sources import FeatureSource, ImageSource
+from activeseg.train.trainer import TrainConfig, evaluate, fit, make_batches, make_optimizer, train_one_epoch
+
+log = logging.getLogger(__name__)
+Source = FeatureSource | ImageSource
+
+
+@dataclass(frozen=True)
+class ALConfig:
+    """One active-learning run."""
+
+    strategy: str = "entropy"
+    """Selection policy: random, entropy, margin, bald."""
+    seed: int = 20
+    """Seed of the run (pools, dropout, crops)."""
+    budgets: tuple[int, ...] = (480, 720, 960, 1200, 1440, 1920)
+    """Labelled-region counts at which the model is trained on everything labelled and evaluated."""
+    regions_per_step: int = 24
+    """K: regions labelled per step (one per pool)."""
+    candidates_per_pool: int = 10
+    """N: random candidate regions per pool."""
+    selection: Selection = "pools"
+    """'pools' (RALIS: one pick per pool of N random candidates) or 'global_topk'."""
+    mc_passes: int = 20
+    """T: MC-dropout passes for BALD."""
+    mc_dropout: float = 0.5
+    """Dropout probability at acquisition for BALD (the model trains with its own, smaller one)."""
+    step_train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        max_epochs=1, patience=0, batch_size=32, lr=5e-4, crop=(128, 128)))
+    """Fine-tuning after each step: one epoch over the newly labelled regions (crops containing them)."""
+    final_train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        max_epochs=40, patience=8, batch_size=16, lr=1e-3, crop=(128, 128)))
+    """Training on all labelled regions at each budget, early stopping on the validation split."""
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"unknown strategy {self.strategy!r}; valid names: {sorted(STRATEGIES)}")
+        if not self.budgets or list(self.budgets) != sorted(set(self.budgets)) or self.budgets[0] <= 0:
+            raise ConfigError(f"budgets {self.budgets} must be positive and strictly increasing")
+        if self.regions_per_step < 1 or self.candidates_per_pool < 1 or self.mc_passes < 1:
+            raise ConfigError("regions_per_step, candidates_per_pool and mc_passes must be >= 1")
+        if self.selection not in ("pools", "global_topk"):
+            raise ConfigError(f"selection is {self.selection!r}; use 'pools' or 'global_topk'")
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.strategy}-s{self.seed}"
+
+
+@dataclass
+class Pool:
+    """The unlabelled pool and the sets used to train and judge the model."""
+
+    features: Source
+    """Inputs of the pool images (their labels are ignored: the oracle answers)."""
+    oracle: GroundTruthOracle
+    grid: RegionGrid
+    val: Source
+    """Early stopping of final training (D_R)."""
+    test: Source
+    """Reported mIoU."""
+    num_classes: int
+    class_names: tuple[str, ...]
+
+
+def step_seeds(seed: int, step: int) -> dict:
+    return {"numpy": [seed, step], "torch": seed * 100_003 + step}
+
+
+def _generators(seeds: dict) -> tuple[np.random.Generator, torch.Generator]:
+    torch.manual_seed(seeds["torch"])  # dropout in library code draws from the global stream
+    return np.random.default_rng(seeds["numpy"]), torch.Generator().manual_seed(seeds["torch"])
+
+
+def partial_source(pool: Pool, state: LabelledState) -> Source:
+    """The pool's inputs with labels only inside labelled regions (255 elsewhere)."""
+    labels = pool.oracle.partial_labels(state)
+    if isinstance(pool.features, FeatureSource):
+        return FeatureSource(pool.features.bank, labels, pool.features.strides)
+    return ImageSource(pool.features.images, labels)
+
+
+def fine_tune_step(model: Segmenter, optimizer: torch.optim.Optimizer, pool: Pool, state: LabelledState,
+                   new: torch.Tensor, cfg: TrainConfig, device: torch.device, generator: torch.Generator,
+                   align: int) -> None:
+    """One epoch over the regions labelled in this step: one sample per region (its image, with every
+    labelled region of that image as label), cropped around the region."""
+    R = pool.grid.regions_per_image
+    images = new // R
+    keep = [pool.grid.box(int(r)) for r in new % R]
+    batches = make_batches(partial_source(pool, state), images, cfg.batch_size, generator, cfg.flip, cfg.crop,
+                           align, keep)
+    train_one_epoch(model, batches, optimizer, device)
+
+
+def final_train_and_evaluate(model: Segmenter, pool: Pool, state: LabelledState, cfg: TrainConfig,
+                             device: torch.device, generator: torch.Generator, align: int) -> dict:
+    """Trains a copy of ``model`` on every labelled region (crops around a random labelled region of each
+    image), early stopping on val; returns its val and test metrics. ``model`` itself is unchanged."""
+    trained = copy.deepcopy(model)
+    R = pool.grid.regions_per_image
+    labelled = state.labelled_ids()
+    images = torch.unique(labelled // R)
+    keep = [[pool.grid.box(int(g % R)) for g in labelled[labelled // R == i]] for i in images]
+    result = fit(trained, partial_source(pool, state), pool.val, pool.num_classes, cfg, device, generator,
+                 indices=images, keep=keep, align=align, progress=False)
+    return {
+        "epochs": len(result.history),
+        "val": summarize(evaluate(trained, pool.val, pool.num_classes, device), pool.class_names),
+        "test": summarize(evaluate(trained, pool.test, pool.num_classes, device), pool.class_names),
+    }
+
+
+def run_active_learning(cfg: ALConfig, start_model: Segmenter, pool: Pool, store: RunStore,
+                        device: torch.device, run_config: dict, align: int = 32,
+                        on_step: Callable[[dict], None] | None = None) -> str:
+    """Runs (or resumes) one active-learning run until its last budget; returns the run id.
+
+    ``run_config`` is stored with the run (the full resolved configuration) and must match on resume.
+    """
+    run_id = cfg.run_id
+    status = store.claim_run(run_id, cfg.strategy, cfg.seed, run_config)
+    if status == "done":
+        return run_id
+    model = copy.deepcopy(start_model).to(device)
+    optimizer = make_optimizer(model, cfg.step_train)
+    state = LabelledState(len(pool.oracle.labels), pool.grid)
+    step = 0
+    resumed = store.load_checkpoint(run_id)
+    if resumed is not None:
+        step, ckpt = resumed
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        state.load_state_dict(ckpt["state"])
+        log.info("resuming %s after step %d (%d regions labelled)", run_id, step, state.num_labelled)
+    strategy = get_strategy(cfg.strategy)
+    K = cfg.regions_per_step
+    try:
+        while True:
+            _evaluate_due_budgets(cfg, run_id, model, pool, state, store, device, align)
+            if state.num_labelled >= cfg.budgets[-1]:
+                break
+            step += 1
+            seeds = step_seeds(cfg.seed, step)
+            rng, generator = _generators(seeds)
+            t0 = time.perf_counter()
+            k = min(K, cfg.budgets[-1] - state.num_labelled)
+            ctx = SelectionContext(model, pool.features, state, device, rng, generator, k,
+                                   cfg.candidates_per_pool, cfg.selection, cfg.mc_passes, cfg.mc_dropout)
+            picked, scores = strategy.select(ctx)
+            state.label(picked, step)
+            t1 = time.perf_counter()
+            fine_tune_step(model, optimizer, pool, state, picked, cfg.step_train, device, generator, align)
+            t2 = time.perf_counter()
+            store.record_step(run_id, step, state.num_labelled, picked.tolist(), scores.tolist(), seeds,
+                              t1 - t0, t2 - t1, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                                 "state": state.state_dict()})
+            if on_step is not None:
+                on_step({"run_id": run_id, "step": step, "labelled": state.num_labelled})
+        store.finish_run(run_id)
+    except BaseException:
+        store.release_run(run_id)
+        raise
+    return run_id
+
+
+def _evaluate_due_budgets(cfg: ALConfig, run_id: str, model: Segmenter, pool: Pool, state: LabelledState,
+                          store: RunStore, device: torch.device, align: int) -> None:
+    """Final training and evaluation for every budget reached but not yet evaluated."""
+    for budget in cfg.budgets:
+        if state.num_labelled < budget or store.has_evaluation(run_id, budget, "test"):
+            continue
+        _, generator = _generators(step_seeds(cfg.seed, 1_000_000 + budget))
+        t = time.perf_counter()
+        out = final_train_and_evaluate(model, pool, state, cfg.final_train, device, generator, align)
+        hist = pool.oracle.class_histogram(state, pool.num_classes).tolist()
+        for split in ("val", "test"):
+            store.record_evaluation(run_id, budget, split, state.num_labelled, out[split], hist, out["epochs"],
+                                    time.perf_counter() - t)
+        log.info("%s: %d regions, test mIoU %.4f", run_id, state.num_labelled, out["test"]["miou"])
+
+
+def config_dict(cfg: ALConfig) -> dict:
+    return asdict(cfg)

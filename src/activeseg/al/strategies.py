@@ -1,0 +1,127 @@
+"""Selection policies. Each one = region scores (pixel scores pooled per region) + a selection rule.
+
+Every policy implements ``select(ctx) -> (global region ids, their scores)``; the loop never asks
+which one it runs. The registry maps names to policies; an unknown name lists the valid ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from activeseg.al.candidates import sample_pools, select_global_topk, select_per_pool
+from activeseg.al.scoring import BALDAccumulator, entropy, margin
+from activeseg.al.state import LabelledState
+from activeseg.errors import ConfigError
+from activeseg.models.segmenter import Segmenter
+from activeseg.train.sources import FeatureSource, ImageSource
+
+Selection = Literal["pools", "global_topk"]
+
+
+@dataclass
+class SelectionContext:
+    """Everything a policy may look at when it chooses the next regions."""
+
+    model: Segmenter
+    pool: FeatureSource | ImageSource
+    state: LabelledState
+    device: torch.device
+    rng: np.random.Generator
+    generator: torch.Generator
+    k: int = 24
+    n: int = 10
+    selection: Selection = "pools"
+    mc_passes: int = 20
+    mc_dropout: float = 0.5
+    batch_size: int = 16
+
+
+@torch.no_grad()
+def _features(ctx: SelectionContext, images: torch.Tensor) -> tuple[list[torch.Tensor] | torch.Tensor, tuple]:
+    inputs, labels = ctx.pool.inputs(images, torch.zeros(len(images), dtype=torch.bool), None)
+    size = tuple(labels.shape[-2:])
+    if isinstance(inputs, torch.Tensor):
+        return ctx.model.encode(inputs.to(ctx.device)), size
+    return [f.to(ctx.device).float() for f in inputs], size
+
+
+@torch.no_grad()
+def softmax_scores(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
+    """Pixel scores from one deterministic pass: ``fn(probs [N,C,H,W]) -> [N,H,W]``."""
+
+    def pixel_scores(ctx: SelectionContext, images: torch.Tensor) -> torch.Tensor:
+        feats, size = _features(ctx, images)
+        return fn(ctx.model.decoder(feats, size).softmax(1))
+
+    return pixel_scores
+
+
+@torch.no_grad()
+def bald_pixel_scores(ctx: SelectionContext, images: torch.Tensor) -> torch.Tensor:
+    """BALD over ``mc_passes`` dropout samples at the decoder's dropout point; the features before it
+    are computed once, and the passes are accumulated as they are produced."""
+    feats, size = _features(ctx, images)
+    y = ctx.model.decoder.embed(feats)
+    acc = BALDAccumulator()
+    for _ in range(ctx.mc_passes):
+        acc.update(ctx.model.decoder.classify(F.dropout(y, ctx.mc_dropout, training=True), size).softmax(1))
+    return acc.score()
+
+
+class ScoredPolicy:
+    """Scores candidate regions with ``pixel_scores`` (mean over the region) and picks the best."""
+
+    def __init__(self, pixel_scores: Callable[[SelectionContext, torch.Tensor], torch.Tensor] | None) -> None:
+        self.pixel_scores = pixel_scores
+
+    def region_scores(self, ctx: SelectionContext, images: torch.Tensor) -> torch.Tensor:
+        """Scores of every region of ``images``. Shape: ``[len(images), R]``."""
+        if self.pixel_scores is None:  # random: i.i.d. uniform scores
+            return torch.rand((len(images), ctx.state.grid.regions_per_image), generator=ctx.generator,
+                              dtype=torch.float64)
+        ctx.model.eval()
+        out = []
+        for start in range(0, len(images), ctx.batch_size):
+            px = self.pixel_scores(ctx, images[start:start + ctx.batch_size])
+            out.append(ctx.state.grid.pool(px.double()).cpu())
+        return torch.cat(out)
+
+    def select(self, ctx: SelectionContext) -> tuple[torch.Tensor, torch.Tensor]:
+        avail = ctx.state.available()
+        R = avail.shape[1]
+        if ctx.selection == "pools":
+            pools = sample_pools(avail, ctx.k, ctx.n, ctx.rng)
+            candidates = torch.as_tensor(np.concatenate(pools), dtype=torch.long)
+        else:
+            candidates = avail.reshape(-1).nonzero().reshape(-1)
+        images = torch.unique(candidates // R)
+        scores = torch.full((avail.numel(),), -float("inf"), dtype=torch.float64)
+        per_image = self.region_scores(ctx, images)  # [M, R]
+        gids = (images[:, None] * R + torch.arange(R)[None, :]).reshape(-1)
+        scores[gids] = per_image.reshape(-1)
+        if ctx.selection == "pools":
+            picked = select_per_pool(scores, pools)
+        else:
+            picked = select_global_topk(scores, avail.reshape(-1), ctx.k)
+        return picked, scores[picked]
+
+
+STRATEGIES: dict[str, Callable[[], ScoredPolicy]] = {
+    "random": lambda: ScoredPolicy(None),
+    "entropy": lambda: ScoredPolicy(softmax_scores(entropy)),
+    "margin": lambda: ScoredPolicy(softmax_scores(margin)),
+    "bald": lambda: ScoredPolicy(bald_pixel_scores),
+}
+
+
+def get_strategy(name: str) -> ScoredPolicy:
+    try:
+        return STRATEGIES[name]()
+    except KeyError:
+        raise ConfigError(f"unknown strategy {name!r}; valid names: {sorted(STRATEGIES)}") from None

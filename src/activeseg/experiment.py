@@ -1,0 +1,216 @@
+"""An active-learning experiment on a labelled dataset: start model, pool, bounds, and the grid of
+(strategy, seed) runs, all recorded in one run store."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from activeseg.al.loop import ALConfig, Pool, final_train_and_evaluate, run_active_learning
+from activeseg.al.oracle import GroundTruthOracle
+from activeseg.al.state import LabelledState
+from activeseg.config import DataConfig, to_dict
+from activeseg.data.camvid import ralis_splits
+from activeseg.data.folder import SegmentationSplit, load_split
+from activeseg.data.roots import resolve_dataset_dir
+from activeseg.device import resolve_device, seed_everything
+from activeseg.errors import ConfigError
+from activeseg.features import FeatureCache
+from activeseg.models.segmenter import ModelConfig, Segmenter, build_model
+from activeseg.pipeline import coarsest_stride, default_cache_dir, make_source
+from activeseg.regions import RegionGrid
+from activeseg.store import RunStore
+from activeseg.train.checkpoint import load_checkpoint, save_checkpoint
+from activeseg.train.metrics import summarize
+from activeseg.train.trainer import TrainConfig, evaluate, fit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A simulated active-learning experiment (one store, many runs)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    al: ALConfig = field(default_factory=ALConfig)
+    start_train: TrainConfig = field(default_factory=lambda: TrainConfig(max_epochs=40, patience=8))
+    """Training of the start model on the fully labelled start images."""
+    start_seed: int = 0
+    """Seed of the start model's initialisation and training (shared by every run)."""
+    split: str = "train"
+    """Split holding the start images and the pool."""
+    start_images: str = "ralis:d_t"
+    """Start-model images: 'ralis:d_s|d_t|d_v', 'all', or a file of stems."""
+    pool_images: str = "ralis:d_v"
+    """Pool images, same forms as start_images."""
+    val_split: str = "val"
+    """Early stopping of every training (D_R)."""
+    test_split: str = "test"
+    """Reported mIoU."""
+    test_size: tuple[int, int] | None = (360, 480)
+    """Score test at this label resolution (logits upsampled); None: the working size."""
+    region_rows: int = 4
+    """Region grid rows per image."""
+    region_cols: int = 6
+    """Region grid columns per image."""
+    strategies: tuple[str, ...] = ("random", "entropy", "bald")
+    """Benchmark: strategies to compare."""
+    seeds: tuple[int, ...] = (20, 50, 234)
+    """Benchmark: seeds per strategy."""
+    bounds: bool = True
+    """Benchmark: also measure the lower (start model) and upper (whole pool labelled) bounds."""
+    store: Path = Path("runs/camvid_cpu/store.sqlite")
+    """SQLite run store; the start model is saved beside it."""
+    device: str = "auto"
+    """'auto', 'cpu' or 'cuda'."""
+    cache_dir: Path | None = field(default_factory=default_cache_dir)
+    """On-disk feature cache (None: memory only)."""
+
+
+def resolve_images(spec: str, dataset_dir: Path, split: SegmentationSplit) -> list[str]:
+    if spec == "all":
+        return list(split.stems)
+    if spec.startswith("ralis:"):
+        key = spec.split(":", 1)[1]
+        if key not in ("d_s", "d_t", "d_v"):
+            raise ConfigError(f"unknown RALIS split {key!r} in {spec!r}; use ralis:d_s, ralis:d_t or ralis:d_v")
+        return ralis_splits(dataset_dir)[key]
+    path = Path(spec)
+    if not path.is_file():
+        raise ConfigError(f"image list {spec!r}: use 'all', 'ralis:d_t' (etc.) or a file of stems")
+    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+@dataclass
+class Experiment:
+    cfg: ExperimentConfig
+    device: torch.device
+    start_model: Segmenter
+    start_metrics: dict
+    pool: Pool
+    align: int
+
+
+def _config_hash(obj: dict) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def prepare(cfg: ExperimentConfig, progress: bool = True) -> Experiment:
+    """Loads the data, builds the feature cache, and trains (or reloads) the start model."""
+    device = resolve_device(cfg.device)
+    generator = seed_everything(cfg.start_seed)  # before the model is built: its initial weights too
+    ddir = resolve_dataset_dir(cfg.data.dataset, cfg.data.data_root)
+    split = load_split(ddir, cfg.split, cfg.data.size, cfg.data.fit, progress=progress)
+    start = split.subset(resolve_images(cfg.start_images, ddir, split))
+    pool_split = split.subset(resolve_images(cfg.pool_images, ddir, split))
+    if set(start.stems) & set(pool_split.stems):
+        raise ConfigError("start images and pool images overlap; choose disjoint sets")
+    val = load_split(ddir, cfg.val_split, cfg.data.size, cfg.data.fit, progress=progress)
+    test = load_split(ddir, cfg.test_split, cfg.data.size, cfg.data.fit, progress=progress)
+    classes = split.classes
+    model = build_model(cfg.model, classes.num_classes).to(device)
+    cache = (FeatureCache(model, device, ddir.name, cfg.cache_dir, progress=progress)
+             if cfg.model.freeze_encoder else None)
+    test_src = make_source(model, test, cache)
+    if cfg.test_size is not None and tuple(cfg.test_size) != cfg.data.size:
+        native = load_split(ddir, cfg.test_split, tuple(cfg.test_size), cfg.data.fit, progress=progress)
+        test_src = replace(test_src, labels=native.labels)
+    val_src = make_source(model, val, cache)
+    pool_src = make_source(model, pool_split, cache)
+    grid = RegionGrid.from_counts(*cfg.data.size, cfg.region_rows, cfg.region_cols)
+    pool = Pool(pool_src, GroundTruthOracle(pool_split.labels), grid, val_src, test_src, classes.num_classes,
+                classes.names)
+
+    # the start model: trained once per configuration, shared by every run of the store
+    key = _config_hash({"data": to_dict(cfg.data), "model": to_dict(cfg.model), "seed": cfg.start_seed,
+                        "train": to_dict(cfg.start_train), "images": start.stems, "test_size": cfg.test_size})
+    path = Path(cfg.store).parent / f"start_model-{key}.pt"
+    if path.is_file():
+        model, meta = load_checkpoint(path, device)
+        start_metrics = meta["extra"]["metrics"]
+    else:
+        src = make_source(model, start, cache)
+        fit(model, src, val_src, classes.num_classes, cfg.start_train, device, generator,
+            align=coarsest_stride(model), progress=progress)
+        start_metrics = {s: summarize(evaluate(model, m, classes.num_classes, device), classes.names)
+                         for s, m in (("val", val_src), ("test", test_src))}
+        save_checkpoint(path, model, cfg.model, classes, cfg.data.size, {"metrics": start_metrics,
+                                                                          "images": start.stems})
+    return Experiment(cfg, device, model, start_metrics, pool, coarsest_stride(model))
+
+
+def run_config(cfg: ExperimentConfig, al: ALConfig) -> dict:
+    """What a run's results depend on; stored with the run and checked on resume."""
+    d = to_dict(cfg)
+    for k in ("strategies", "seeds", "bounds", "store", "device", "cache_dir"):
+        d.pop(k)
+    d["al"] = to_dict(al)
+    return d
+
+
+def run_one(exp: Experiment, al: ALConfig, progress: bool = True) -> str:
+    """One (strategy, seed) run into the experiment's store; resumes where it stopped."""
+    store = RunStore(exp.cfg.store)
+    steps_total = -(-al.budgets[-1] // al.regions_per_step)
+    bar = tqdm(total=steps_total, desc=al.run_id, disable=not progress)
+    done = store.steps(al.run_id)
+    bar.update(len(done))
+
+    def on_step(info: dict) -> None:
+        evals = [e for e in store.evaluations(al.run_id) if e["split"] == "test"]
+        last = f"{evals[-1]['miou']:.3f}@{evals[-1]['budget']}" if evals else "-"
+        bar.set_postfix(labelled=info["labelled"], next_budget=next((b for b in al.budgets if b > info["labelled"]), "-"),
+                        test_miou=last)
+        bar.update(1)
+
+    try:
+        return run_active_learning(al, exp.start_model, exp.pool, store, exp.device, run_config(exp.cfg, al),
+                                   exp.align, on_step)
+    finally:
+        bar.close()
+        store.close()
+
+
+def run_bounds(exp: Experiment) -> None:
+    """Lower bound (start model, nothing labelled) and upper bound (every pool region labelled)."""
+    store = RunStore(exp.cfg.store)
+    try:
+        cfg = run_config(exp.cfg, exp.cfg.al)
+        if store.claim_run("lower_bound", "lower_bound", 0, cfg) != "done":
+            for split in ("val", "test"):
+                store.record_evaluation("lower_bound", 0, split, 0, exp.start_metrics[split], None, 0, 0.0)
+            store.finish_run("lower_bound")
+        if store.claim_run("upper_bound", "upper_bound", 0, cfg) != "done":
+            state = LabelledState(len(exp.pool.oracle.labels), exp.pool.grid)
+            state.label(torch.arange(state.num_regions), 1)
+            t = time.perf_counter()
+            generator = seed_everything(1)
+            out = final_train_and_evaluate(copy.deepcopy(exp.start_model), exp.pool, state, exp.cfg.al.final_train,
+                                           exp.device, generator, exp.align)
+            hist = exp.pool.oracle.class_histogram(state, exp.pool.num_classes).tolist()
+            for split in ("val", "test"):
+                store.record_evaluation("upper_bound", state.num_regions, split, state.num_regions, out[split], hist,
+                                        out["epochs"], time.perf_counter() - t)
+            store.finish_run("upper_bound")
+    finally:
+        store.close()
+
+
+def run_benchmark(cfg: ExperimentConfig, progress: bool = True) -> Path:
+    """Every (strategy, seed) of the config, skipping finished runs, plus the bounds."""
+    exp = prepare(cfg, progress)
+    if cfg.bounds:
+        run_bounds(exp)
+    for strategy in cfg.strategies:
+        for seed in cfg.seeds:
+            run_one(exp, replace(cfg.al, strategy=strategy, seed=seed), progress)
+    return Path(cfg.store)

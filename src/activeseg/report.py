@@ -1,0 +1,116 @@
+"""Learning curves and tables from a run store: mIoU vs labelled regions, mean ± std over seeds."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from activeseg.store import RunStore  # noqa: E402
+
+BOUNDS = ("lower_bound", "upper_bound")
+
+
+def _mean_std(xs: list[float]) -> tuple[float, float]:
+    m = sum(xs) / len(xs)
+    return m, (math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0)
+
+
+def curves(evals: list[dict], split: str = "test") -> dict[str, dict[int, list[float]]]:
+    """strategy -> budget -> mIoU of each seed."""
+    out: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for e in evals:
+        if e["split"] == split:
+            out[e["strategy"]][e["budget"]].append(e["miou"])
+    return out
+
+
+def class_entropy(hist: list[int]) -> float:
+    """Entropy (nats) of the class distribution of labelled pixels (void bin excluded)."""
+    counts = hist[:-1]
+    total = sum(counts)
+    return -sum(c / total * math.log(c / total) for c in counts if c > 0) if total else float("nan")
+
+
+def plot_curves(store_path: Path, out_png: Path, split: str = "test") -> Path:
+    store = RunStore(store_path)
+    evals = store.evaluations()
+    store.close()
+    data = curves(evals, split)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for strategy, by_budget in sorted(data.items()):
+        if strategy in BOUNDS:
+            continue
+        budgets = sorted(by_budget)
+        stats = [_mean_std(by_budget[b]) for b in budgets]
+        m = [100 * s[0] for s in stats]
+        sd = [100 * s[1] for s in stats]
+        n = max(len(by_budget[b]) for b in budgets)
+        ax.plot(budgets, m, marker="o", label=f"{strategy} ({n} seeds)")
+        ax.fill_between(budgets, [a - b for a, b in zip(m, sd)], [a + b for a, b in zip(m, sd)], alpha=0.2)
+    for bound, style in zip(BOUNDS, (":", "--")):
+        if bound in data:
+            v = 100 * next(iter(data[bound].values()))[0]
+            ax.axhline(v, color="gray", linestyle=style, label=f"{bound.replace('_', ' ')} ({v:.1f})")
+    ax.set_xlabel("labelled regions")
+    ax.set_ylabel(f"{split} mIoU (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+    return out_png
+
+
+def markdown_table(store_path: Path, split: str = "test") -> str:
+    """Mean ± std mIoU per strategy and budget, the bounds, per-class IoU at the largest budget, the
+    class entropy of labelled pixels, and mean seconds per step."""
+    store = RunStore(store_path)
+    evals = store.evaluations()
+    runs = store.runs()
+    timing = defaultdict(list)
+    for r in runs:
+        for s in store.steps(r["run_id"]):
+            timing[r["strategy"]].append((s["seconds_score"], s["seconds_train"]))
+    store.close()
+    data = curves(evals, split)
+    strategies = sorted(s for s in data if s not in BOUNDS)
+    budgets = sorted({b for s in strategies for b in data[s]})
+    lines = [f"{split} mIoU (%), mean ± std over seeds", "",
+             "| strategy | " + " | ".join(str(b) for b in budgets) + " |", "|---" * (len(budgets) + 1) + "|"]
+    for s in strategies:
+        cells = []
+        for b in budgets:
+            xs = data[s].get(b)
+            cells.append("-" if not xs else "{:.1f} ± {:.1f} (n={})".format(*[100 * v for v in _mean_std(xs)], len(xs)))
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    for bound in BOUNDS:
+        if bound in data:
+            budget, values = next(iter(data[bound].items()))
+            lines.append(f"\n{bound.replace('_', ' ')} ({budget} regions labelled): {100 * values[0]:.1f}")
+    last = [e for e in evals if e["split"] == split and e["strategy"] not in BOUNDS and budgets and e["budget"] == budgets[-1]]
+    if last:
+        names = list(last[0]["iou"])
+        lines += ["", f"Per-class {split} IoU (%) at {budgets[-1]} regions, mean over seeds", "",
+                  "| strategy | " + " | ".join(names) + " | entropy of labelled classes (nats) |",
+                  "|---" * (len(names) + 2) + "|"]
+        for s in strategies:
+            rows = [e for e in last if e["strategy"] == s]
+            if not rows:
+                continue
+            ious = [sum((r["iou"][n] or 0.0) for r in rows) / len(rows) for n in names]
+            ent = sum(class_entropy(r["class_histogram"]) for r in rows) / len(rows)
+            lines.append(f"| {s} | " + " | ".join(f"{100 * v:.1f}" for v in ious) + f" | {ent:.3f} |")
+    if timing:
+        lines += ["", "Seconds per active-learning step (mean): scoring, fine-tuning", "",
+                  "| strategy | scoring | fine-tuning |", "|---|---|---|"]
+        for s in sorted(timing):
+            ts = timing[s]
+            lines.append(f"| {s} | {sum(t[0] for t in ts) / len(ts):.2f} | {sum(t[1] for t in ts) / len(ts):.2f} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,181 @@
+"""The run store: one SQLite database (WAL mode) for every active-learning run of a benchmark.
+
+A step's record and the checkpoint needed to resume after it are written in one transaction, so a
+run killed at any moment (even ``kill -9``) resumes from its last complete step. Several processes
+may share one store: SQLite serialises writers, and a run is claimed by one process at a time.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import sqlite3
+import time
+from pathlib import Path
+
+import torch
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, strategy TEXT NOT NULL, seed INTEGER NOT NULL, config TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'new', owner TEXT, created REAL NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS steps (
+    run_id TEXT NOT NULL, step INTEGER NOT NULL, labelled INTEGER NOT NULL, selected TEXT NOT NULL,
+    scores TEXT NOT NULL, seeds TEXT NOT NULL, seconds_score REAL, seconds_train REAL, created REAL NOT NULL,
+    PRIMARY KEY (run_id, step));
+CREATE TABLE IF NOT EXISTS evaluations (
+    run_id TEXT NOT NULL, budget INTEGER NOT NULL, split TEXT NOT NULL, labelled INTEGER NOT NULL,
+    miou REAL NOT NULL, pixel_accuracy REAL, iou TEXT NOT NULL, class_histogram TEXT, epochs INTEGER,
+    seconds REAL, created REAL NOT NULL, PRIMARY KEY (run_id, budget, split));
+CREATE TABLE IF NOT EXISTS checkpoints (
+    run_id TEXT PRIMARY KEY, step INTEGER NOT NULL, blob BLOB NOT NULL);
+"""
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_alive(owner: str | None) -> bool:
+    if not owner:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return True  # cannot tell for another machine: assume alive
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunStore:
+    """Runs, steps, evaluations and resume checkpoints in ``path`` (created if missing)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _tx(self, statements: list[tuple[str, tuple]]) -> None:
+        cur = self.db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, args in statements:
+                cur.execute(sql, args)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+
+    # --- runs -----------------------------------------------------------------------------------
+
+    def claim_run(self, run_id: str, strategy: str, seed: int, config: dict) -> str:
+        """Creates or re-opens a run and claims it for this process.
+
+        Returns:
+            the run's status before the claim: 'new', 'running' (interrupted) or 'done'.
+
+        Raises:
+            RuntimeError: a live process holds the run, or the stored config differs.
+        """
+        cfg = json.dumps(config, sort_keys=True)
+        now = time.time()
+        cur = self.db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            row = cur.execute("SELECT status, owner, config FROM runs WHERE run_id=?", (run_id,)).fetchone()
+            if row is None:
+                cur.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?)",
+                            (run_id, strategy, seed, cfg, "running", _owner(), now, now))
+                status = "new"
+            else:
+                status, owner, old_cfg = row
+                if old_cfg != cfg:
+                    raise RuntimeError(f"run {run_id} exists in {self.path} with another configuration; "
+                                       "use a new store (--store) or the same configuration")
+                if status == "running" and owner != _owner() and _pid_alive(owner):
+                    raise RuntimeError(f"run {run_id} is being executed by {owner}")
+                if status != "done":
+                    cur.execute("UPDATE runs SET status='running', owner=?, updated=? WHERE run_id=?",
+                                (_owner(), now, run_id))
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return status
+
+    def finish_run(self, run_id: str) -> None:
+        self._tx([("UPDATE runs SET status='done', owner=NULL, updated=? WHERE run_id=?", (time.time(), run_id))])
+
+    def release_run(self, run_id: str) -> None:
+        self._tx([("UPDATE runs SET owner=NULL, updated=? WHERE run_id=? AND status='running'",
+                   (time.time(), run_id))])
+
+    def runs(self) -> list[dict]:
+        rows = self.db.execute("SELECT run_id, strategy, seed, status FROM runs ORDER BY run_id").fetchall()
+        return [dict(zip(("run_id", "strategy", "seed", "status"), r)) for r in rows]
+
+    # --- steps and checkpoints ------------------------------------------------------------------
+
+    def record_step(self, run_id: str, step: int, labelled: int, selected: list[int], scores: list[float],
+                    seeds: dict, seconds_score: float, seconds_train: float, checkpoint: dict) -> None:
+        """The step's record and the run's resume checkpoint, atomically."""
+        buf = io.BytesIO()
+        torch.save(checkpoint, buf)
+        self._tx([
+            ("INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?)",
+             (run_id, step, labelled, json.dumps(selected), json.dumps(scores), json.dumps(seeds),
+              seconds_score, seconds_train, time.time())),
+            ("INSERT OR REPLACE INTO checkpoints VALUES (?,?,?)", (run_id, step, buf.getvalue())),
+            ("UPDATE runs SET updated=? WHERE run_id=?", (time.time(), run_id)),
+        ])
+
+    def load_checkpoint(self, run_id: str) -> tuple[int, dict] | None:
+        row = self.db.execute("SELECT step, blob FROM checkpoints WHERE run_id=?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        return row[0], torch.load(io.BytesIO(row[1]), map_location="cpu", weights_only=False)
+
+    def steps(self, run_id: str) -> list[dict]:
+        rows = self.db.execute("SELECT step, labelled, selected, scores, seconds_score, seconds_train FROM steps "
+                               "WHERE run_id=? ORDER BY step", (run_id,)).fetchall()
+        return [{"step": s, "labelled": n, "selected": json.loads(sel), "scores": json.loads(sc),
+                 "seconds_score": ts, "seconds_train": tt} for s, n, sel, sc, ts, tt in rows]
+
+    # --- evaluations ----------------------------------------------------------------------------
+
+    def record_evaluation(self, run_id: str, budget: int, split: str, labelled: int, metrics: dict,
+                          class_histogram: list[int] | None, epochs: int | None, seconds: float) -> None:
+        self._tx([("INSERT OR REPLACE INTO evaluations VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                   (run_id, budget, split, labelled, metrics["miou"], metrics.get("pixel_accuracy"),
+                    json.dumps(metrics["iou"]), json.dumps(class_histogram), epochs, seconds, time.time()))])
+
+    def evaluations(self, run_id: str | None = None) -> list[dict]:
+        sql = ("SELECT e.run_id, r.strategy, r.seed, e.budget, e.split, e.labelled, e.miou, e.pixel_accuracy, "
+               "e.iou, e.class_histogram, e.epochs, e.seconds FROM evaluations e JOIN runs r USING (run_id)")
+        args: tuple = ()
+        if run_id is not None:
+            sql, args = sql + " WHERE e.run_id=?", (run_id,)
+        keys = ("run_id", "strategy", "seed", "budget", "split", "labelled", "miou", "pixel_accuracy", "iou",
+                "class_histogram", "epochs", "seconds")
+        out = []
+        for row in self.db.execute(sql + " ORDER BY e.run_id, e.budget, e.split", args).fetchall():
+            d = dict(zip(keys, row))
+            d["iou"], d["class_histogram"] = json.loads(d["iou"]), json.loads(d["class_histogram"] or "null")
+            out.append(d)
+        return out
+
+    def has_evaluation(self, run_id: str, budget: int, split: str) -> bool:
+        return self.db.execute("SELECT 1 FROM evaluations WHERE run_id=? AND budget=? AND split=?",
+                               (run_id, budget, split)).fetchone() is not None

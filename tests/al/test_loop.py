@@ -1,0 +1,151 @@
+"""The active-learning loop on synthetic data: invariants, determinism, resume identity."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import pytest
+import torch
+
+from activeseg.al import loop
+from activeseg.commands import load_experiment
+from activeseg.experiment import prepare, run_benchmark, run_one
+from activeseg.store import RunStore
+
+
+def _results(store_path, run_id):
+    store = RunStore(store_path)
+    try:
+        steps = [(s["step"], s["selected"], s["scores"]) for s in store.steps(run_id)]
+        evals = [(e["budget"], e["split"], e["labelled"], e["miou"]) for e in store.evaluations(run_id)]
+        return steps, evals
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("strategy", ["random", "entropy", "margin", "bald"])
+def test_invariants(al_config, strategy):
+    cfg = load_experiment(al_config)
+    cfg = replace(cfg, al=replace(cfg.al, strategy=strategy))
+    run_id = run_one(prepare(cfg, progress=False), cfg.al, progress=False)
+    steps, evals = _results(cfg.store, run_id)
+    selected = [g for _, sel, _ in steps for g in sel]
+    assert all(len(sel) == 4 for _, sel, _ in steps)  # exactly K per step
+    assert len(selected) == len(set(selected)) == 24  # never selected twice; stops at the last budget
+    assert [s for s, _, _ in steps] == list(range(1, 7))
+    assert all(0 <= g < 64 for g in selected)
+    test_evals = [(b, n) for b, split, n, _ in evals if split == "test"]
+    assert test_evals == [(8, 8), (16, 16), (24, 24)]
+
+
+def test_same_seed_same_selections_and_metrics(al_config, tmp_path):
+    cfg = load_experiment(al_config)
+    run_one(prepare(cfg, progress=False), cfg.al, progress=False)
+    other = replace(cfg, store=tmp_path / "other" / "store.sqlite")
+    run_one(prepare(other, progress=False), other.al, progress=False)
+    assert _results(cfg.store, cfg.al.run_id) == _results(other.store, other.al.run_id)
+    third = replace(cfg, store=tmp_path / "third" / "store.sqlite", al=replace(cfg.al, seed=2))
+    run_one(prepare(third, progress=False), third.al, progress=False)
+    assert _results(third.store, "entropy-s2")[0] != _results(cfg.store, cfg.al.run_id)[0]
+
+
+def test_resume_after_interrupt_is_identical(al_config, tmp_path, monkeypatch):
+    cfg = load_experiment(al_config)
+    exp = prepare(cfg, progress=False)
+    reference = replace(cfg, store=tmp_path / "ref" / "store.sqlite")
+    run_one(prepare(reference, progress=False), reference.al, progress=False)
+
+    original = loop.final_train_and_evaluate
+    calls = {"n": 0}
+
+    def dies_in_second_final_training(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # interrupted mid-way, after the step of budget 16 was stored
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "final_train_and_evaluate", dies_in_second_final_training)
+    with pytest.raises(KeyboardInterrupt):
+        run_one(exp, cfg.al, progress=False)
+    monkeypatch.setattr(loop, "final_train_and_evaluate", original)
+    partial_steps, partial_evals = _results(cfg.store, cfg.al.run_id)
+    assert len(partial_steps) == 4 and len(partial_evals) == 2  # budget 8 evaluated, 16 not yet
+    run_one(prepare(cfg, progress=False), cfg.al, progress=False)  # a fresh process would do the same
+    assert _results(cfg.store, cfg.al.run_id) == _results(reference.store, reference.al.run_id)
+
+
+def _cli(*args):
+    return [sys.executable, "-m", "activeseg.cli", *map(str, args)]
+
+
+def test_kill_9_then_resume_is_identical(al_config, tmp_path):
+    cfg = load_experiment(al_config)
+    reference = tmp_path / "ref.sqlite"
+    subprocess.run(_cli("run", "--config", al_config, "--strategy", "bald", "--store", reference, "--quiet"),
+                   check=True, capture_output=True)
+    store = cfg.store
+    proc = subprocess.Popen(_cli("run", "--config", al_config, "--strategy", "bald", "--quiet"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed_after = None
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if store.exists():
+            try:
+                n = sqlite3.connect(store, timeout=1).execute("SELECT COUNT(*) FROM steps").fetchone()[0]
+            except sqlite3.OperationalError:
+                n = 0
+            if n >= 2:
+                os.kill(proc.pid, signal.SIGKILL)
+                killed_after = n
+                break
+        time.sleep(0.01)
+    proc.wait()
+    assert killed_after is not None and killed_after < 6, "the run finished before it could be killed"
+    again = subprocess.run(_cli("run", "--config", al_config, "--strategy", "bald", "--quiet"), capture_output=True,
+                           text=True)
+    assert again.returncode == 2 and "--resume" in again.stderr
+    subprocess.run(_cli("run", "--config", al_config, "--strategy", "bald", "--resume", "--quiet"),
+                   check=True, capture_output=True)
+    assert _results(store, "bald-s1") == _results(reference, "bald-s1")
+
+
+def test_two_processes_share_one_store(al_config):
+    cfg = load_experiment(al_config)
+    procs = [subprocess.Popen(_cli("run", "--config", al_config, "--strategy", s, "--quiet"),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for s in ("random", "margin")]
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read()
+    db = sqlite3.connect(cfg.store)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert db.execute("SELECT run_id, COUNT(*) FROM steps GROUP BY run_id ORDER BY run_id").fetchall() == [
+        ("margin-s1", 6), ("random-s1", 6)]
+    assert db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0] == 12
+
+
+def test_benchmark_grid_skips_finished_runs_and_measures_bounds(al_config):
+    cfg = load_experiment(al_config)
+    run_benchmark(cfg, progress=False)
+    store = RunStore(cfg.store)
+    runs = {r["run_id"]: r["status"] for r in store.runs()}
+    assert runs == {"random-s1": "done", "random-s2": "done", "entropy-s1": "done", "entropy-s2": "done",
+                    "lower_bound": "done", "upper_bound": "done"}
+    upper = [e for e in store.evaluations("upper_bound") if e["split"] == "test"][0]
+    assert upper["labelled"] == 64
+    stamp = store.db.execute("SELECT MAX(created) FROM evaluations").fetchone()[0]
+    store.close()
+    run_benchmark(cfg, progress=False)  # everything finished: nothing is recomputed
+    store = RunStore(cfg.store)
+    assert store.db.execute("SELECT MAX(created) FROM evaluations").fetchone()[0] == stamp
+    store.close()
+
+
+def test_changed_config_is_refused_for_an_existing_run(al_config):
+    cfg = load_experiment(al_config)
+    run_one(prepare(cfg, progress=False), cfg.al, progress=False)
+    changed = replace(cfg, al=replace(cfg.al, candidates_per_pool=2))
+    with pytest.raises(RuntimeError, match="another configuration"):
+        run_one(prepare(changed, progress=False), changed.al, progress=False)
