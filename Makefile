@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-slow benchmark-supervised clean
+.PHONY: install demo test test-slow benchmark-supervised benchmark-acquisition benchmark-camvid clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,14 @@ test-slow: $(STAMP)
 
 benchmark-supervised: $(STAMP)
 	$(PY) benchmarks/supervised.py --finetune-epochs 15 --out docs/supervised.json
+
+benchmark-acquisition: $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) -m pip install -q --no-deps baal==2.1.0
+	$(PY) benchmarks/acquisition_vs_baal.py --out docs/acquisition_vs_baal.json
+
+benchmark-camvid: $(STAMP)
+	$(VENV)/bin/activeseg benchmark configs/camvid_cpu.yaml
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

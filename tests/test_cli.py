@@ -56,3 +56,19 @@ def test_missing_dataset_suggests_download(tmp_path, monkeypatch):
     monkeypatch.setenv("ACTIVESEG_DATA", str(tmp_path))
     p = activeseg("data", "info", "--dataset", "camvid", check=False)
     assert p.returncode == 2 and "activeseg data download camvid" in p.stderr
+
+
+def test_active_learning_run_then_plot(tmp_path, al_config_cli):
+    p = activeseg("run", "--config", al_config_cli, "--strategy", "entropy", "--seed", 3, "--quiet")
+    assert "entropy-s3: 8 regions -> test mIoU" in p.stdout and "entropy-s3: 16 regions" in p.stdout
+    store = tmp_path / "runs" / "store.sqlite"
+    again = activeseg("run", "--config", al_config_cli, "--strategy", "entropy", "--seed", 3, "--quiet")
+    assert again.stdout == p.stdout  # a finished run is reported, not recomputed
+    out = activeseg("plot", store, "--out", tmp_path / "report").stdout
+    assert "| entropy |" in out and (tmp_path / "report" / "learning_curves.png").stat().st_size > 1000
+    assert "(n=1)" in (tmp_path / "report" / "results.md").read_text()
+
+
+def test_unknown_strategy_lists_valid_names(al_config_cli):
+    p = activeseg("run", "--config", al_config_cli, "--strategy", "coreset", check=False)
+    assert p.returncode == 2 and "valid names" in p.stderr

@@ -13,6 +13,7 @@ import typer
 
 from activeseg import commands
 from activeseg.config import load_yaml
+from activeseg.data.folder import read_stems_file
 from activeseg.errors import ActiveSegError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -65,7 +66,7 @@ def train(
     tr = _set(cmd.train, max_epochs=epochs, patience=patience, batch_size=batch_size, lr=lr)
     stems = cmd.stems
     if stems_file is not None:
-        stems = commands.read_stems_file(stems_file)
+        stems = read_stems_file(stems_file)
     elif ralis_split is not None:
         from activeseg.data.roots import resolve_dataset_dir
 

@@ -53,16 +53,6 @@ class TrainCommand:
     """Show progress bars."""
 
 
-def read_stems_file(path: Path) -> tuple[str, ...]:
-    """Stems listed one per line (blank lines and # comments skipped)."""
-    if not path.is_file():
-        raise ConfigError(f"{path}: stems file not found; write one image stem per line")
-    stems = [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-    if not stems:
-        raise ConfigError(f"{path}: no stems listed; write one image stem per line")
-    return tuple(stems)
-
-
 def stems_of_ralis_split(dataset_dir: Path, key: str) -> tuple[str, ...]:
     if key not in ("d_s", "d_t", "d_v"):
         raise ConfigError(f"unknown RALIS split {key!r}; use d_s, d_t or d_v")

@@ -19,7 +19,7 @@ from activeseg.al.oracle import GroundTruthOracle
 from activeseg.al.state import LabelledState
 from activeseg.config import DataConfig, to_dict
 from activeseg.data.camvid import ralis_splits
-from activeseg.data.folder import SegmentationSplit, load_split
+from activeseg.data.folder import SegmentationSplit, load_split, read_stems_file
 from activeseg.data.roots import resolve_dataset_dir
 from activeseg.device import resolve_device, seed_everything
 from activeseg.errors import ConfigError
@@ -27,7 +27,7 @@ from activeseg.features import FeatureCache
 from activeseg.models.segmenter import ModelConfig, Segmenter, build_model
 from activeseg.pipeline import coarsest_stride, default_cache_dir, make_source
 from activeseg.regions import RegionGrid
-from activeseg.store import RunStore
+from activeseg.store import RunBusyError, RunStore
 from activeseg.train.checkpoint import load_checkpoint, save_checkpoint
 from activeseg.train.metrics import summarize
 from activeseg.train.trainer import TrainConfig, evaluate, fit
@@ -84,10 +84,9 @@ def resolve_images(spec: str, dataset_dir: Path, split: SegmentationSplit) -> li
         if key not in ("d_s", "d_t", "d_v"):
             raise ConfigError(f"unknown RALIS split {key!r} in {spec!r}; use ralis:d_s, ralis:d_t or ralis:d_v")
         return ralis_splits(dataset_dir)[key]
-    path = Path(spec)
-    if not path.is_file():
+    if not Path(spec).is_file():
         raise ConfigError(f"image list {spec!r}: use 'all', 'ralis:d_t' (etc.) or a file of stems")
-    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    return list(read_stems_file(Path(spec)))
 
 
 @dataclass
@@ -209,8 +208,14 @@ def run_benchmark(cfg: ExperimentConfig, progress: bool = True) -> Path:
     """Every (strategy, seed) of the config, skipping finished runs, plus the bounds."""
     exp = prepare(cfg, progress)
     if cfg.bounds:
-        run_bounds(exp)
+        try:
+            run_bounds(exp)
+        except RunBusyError as exc:
+            log.info("skipping bounds: %s", exc)
     for strategy in cfg.strategies:
         for seed in cfg.seeds:
-            run_one(exp, replace(cfg.al, strategy=strategy, seed=seed), progress)
+            try:
+                run_one(exp, replace(cfg.al, strategy=strategy, seed=seed), progress)
+            except RunBusyError as exc:  # another process works on it: take the next one
+                log.info("skipping: %s", exc)
     return Path(cfg.store)

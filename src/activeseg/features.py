@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from activeseg.fileio import atomic_torch_save
 from activeseg.models.segmenter import Segmenter
 
 log = logging.getLogger(__name__)
@@ -127,18 +126,7 @@ class FeatureCache:
                 self._memory[digests[i]] = entry
                 path = self._path(digests[i], size)
                 if path is not None:
-                    _atomic_save(entry, path)
+                    atomic_torch_save(entry, path)
             bar.update(len(rows))
         bar.close()
 
-
-def _atomic_save(obj: object, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

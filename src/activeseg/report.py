@@ -108,9 +108,16 @@ def markdown_table(store_path: Path, split: str = "test") -> str:
             ent = sum(class_entropy(r["class_histogram"]) for r in rows) / len(rows)
             lines.append(f"| {s} | " + " | ".join(f"{100 * v:.1f}" for v in ious) + f" | {ent:.3f} |")
     if timing:
-        lines += ["", "Seconds per active-learning step (mean): scoring, fine-tuning", "",
-                  "| strategy | scoring | fine-tuning |", "|---|---|---|"]
+        eval_seconds = defaultdict(list)
+        for e in evals:
+            if e["split"] == split and e["strategy"] not in BOUNDS:
+                eval_seconds[e["strategy"]].append(e["seconds"])
+        lines += ["", "Wall time (mean seconds): per active-learning step (scoring, fine-tuning), and per budget "
+                  "(final training on all labelled regions + evaluation)", "",
+                  "| strategy | scoring / step | fine-tuning / step | evaluation / budget | steps | evaluations |",
+                  "|---|---|---|---|---|---|"]
         for s in sorted(timing):
-            ts = timing[s]
-            lines.append(f"| {s} | {sum(t[0] for t in ts) / len(ts):.2f} | {sum(t[1] for t in ts) / len(ts):.2f} |")
+            ts, es = timing[s], eval_seconds.get(s, [])
+            lines.append(f"| {s} | {sum(t[0] for t in ts) / len(ts):.2f} | {sum(t[1] for t in ts) / len(ts):.2f} | "
+                         f"{(sum(es) / len(es)) if es else float('nan'):.1f} | {len(ts)} | {len(es)} |")
     return "\n".join(lines) + "\n"

@@ -34,6 +34,10 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 """
 
 
+class RunBusyError(RuntimeError):
+    """Another live process is executing the run."""
+
+
 def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -104,8 +108,8 @@ class RunStore:
                 if old_cfg != cfg:
                     raise RuntimeError(f"run {run_id} exists in {self.path} with another configuration; "
                                        "use a new store (--store) or the same configuration")
-                if status == "running" and owner != _owner() and _pid_alive(owner):
-                    raise RuntimeError(f"run {run_id} is being executed by {owner}")
+                if status == "running" and owner and owner != _owner() and _pid_alive(owner):
+                    raise RunBusyError(f"run {run_id} is being executed by {owner}")
                 if status != "done":
                     cur.execute("UPDATE runs SET status='running', owner=?, updated=? WHERE run_id=?",
                                 (_owner(), now, run_id))

@@ -9,7 +9,7 @@ import time
 from dataclasses import replace
 
 import pytest
-import torch
+import yaml
 
 from activeseg.al import loop
 from activeseg.commands import load_experiment
@@ -83,6 +83,9 @@ def _cli(*args):
 
 
 def test_kill_9_then_resume_is_identical(al_config, tmp_path):
+    raw = yaml.safe_load(al_config.read_text())
+    raw["al"]["mc_passes"] = 150  # slower steps, so that the kill lands mid-run
+    al_config.write_text(yaml.safe_dump(raw))
     cfg = load_experiment(al_config)
     reference = tmp_path / "ref.sqlite"
     subprocess.run(_cli("run", "--config", al_config, "--strategy", "bald", "--store", reference, "--quiet"),

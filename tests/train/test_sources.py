@@ -70,5 +70,7 @@ def test_feature_and_image_sources_cut_the_same_labels():
 def test_batches_cover_every_item_once():
     labels = torch.zeros(10, 8, 8, dtype=torch.uint8)
     src = ImageSource(torch.zeros(10, 3, 8, 8, dtype=torch.uint8), labels)
-    seen = sum(y.shape[0] for _, y in make_batches(src, torch.arange(10), 4, torch.Generator().manual_seed(0)))
-    assert seen == 10
+    sizes = [y.shape[0] for _, y in make_batches(src, torch.arange(10), 4, torch.Generator().manual_seed(0))]
+    assert sizes == [4, 4, 2]
+    sizes = [y.shape[0] for _, y in make_batches(src, torch.arange(9), 4, torch.Generator().manual_seed(0))]
+    assert sizes == [4, 5]  # no batch of one

@@ -51,11 +51,15 @@ class BALDAccumulator:
             self.sum_entropy += h
         self.count += 1
 
-    def score(self) -> torch.Tensor:
-        """Mutual information per pixel. Shape: ``[N, H, W]``."""
+    def predictive_entropy(self) -> torch.Tensor:
+        """Entropy of the mean prediction H[mean_t p_t]. Shape: ``[N, H, W]``."""
         if self.count == 0:
             raise ValueError("BALD needs at least one pass")
-        return entropy(self.sum_probs / self.count) - self.sum_entropy / self.count
+        return entropy(self.sum_probs / self.count)
+
+    def score(self) -> torch.Tensor:
+        """Mutual information per pixel. Shape: ``[N, H, W]``."""
+        return self.predictive_entropy() - self.sum_entropy / self.count
 
 
 def bald(mc_probs: torch.Tensor) -> torch.Tensor:

@@ -194,3 +194,13 @@ def class_pixel_counts(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """
     flat = labels.reshape(-1).long()
     return torch.bincount(flat[flat < num_classes], minlength=num_classes)
+
+
+def read_stems_file(path: Path) -> tuple[str, ...]:
+    """Image stems listed one per line (blank lines and ``#`` comments skipped)."""
+    if not Path(path).is_file():
+        raise DatasetError(path, "stems file not found", "write one image stem per line")
+    stems = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    if not stems:
+        raise DatasetError(path, "no stems listed", "write one image stem per line")
+    return tuple(stems)

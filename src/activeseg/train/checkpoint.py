@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -11,6 +9,7 @@ import torch
 
 from activeseg.data.classes import ClassInfo
 from activeseg.errors import ActiveSegError
+from activeseg.fileio import atomic_torch_save
 from activeseg.models.segmenter import ModelConfig, Segmenter, build_model
 
 
@@ -25,16 +24,7 @@ def save_checkpoint(path: Path, model: Segmenter, model_cfg: ModelConfig, classe
         "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
         "extra": extra or {},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
+    atomic_torch_save(payload, path)
 
 def load_checkpoint(path: Path, device: torch.device) -> tuple[Segmenter, dict]:
     """Rebuilds the model of a checkpoint on ``device``; returns it with the checkpoint's metadata."""

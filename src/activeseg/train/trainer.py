@@ -73,8 +73,11 @@ def make_batches(source: Source, indices: torch.Tensor, batch_size: int, generat
     order = torch.randperm(len(indices), generator=generator)
     size = tuple(source.labels.shape[-2:])
     W = size[1]
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
+    starts = list(range(0, len(order), batch_size))
+    if len(starts) > 1 and len(order) - starts[-1] == 1:
+        starts.pop()  # a lone last item joins the previous batch (batch norm needs more than one value)
+    for start, end in zip(starts, starts[1:] + [len(order)]):
+        rows = order[start:end]
         idx = indices[rows]
         flipped = (torch.rand(len(rows), generator=generator) < 0.5) if flip else torch.zeros(len(rows), dtype=torch.bool)
         boxes = None
