@@ -107,6 +107,15 @@ def markdown_table(store_path: Path, split: str = "test") -> str:
             ious = [sum((r["iou"][n] or 0.0) for r in rows) / len(rows) for n in names]
             ent = sum(class_entropy(r["class_histogram"]) for r in rows) / len(rows)
             lines.append(f"| {s} | " + " | ".join(f"{100 * v:.1f}" for v in ious) + f" | {ent:.3f} |")
+        lines += ["", f"Share of labelled pixels per class (%) at {budgets[-1]} regions, mean over seeds "
+                  "(void = the dataset's ignore value)", "",
+                  "| strategy | " + " | ".join(names) + " | void |", "|---" * (len(names) + 2) + "|"]
+        for s in strategies:
+            rows = [e for e in last if e["strategy"] == s and e["class_histogram"]]
+            if rows:
+                shares = [sum(r["class_histogram"][i] / sum(r["class_histogram"]) for r in rows) / len(rows)
+                          for i in range(len(names) + 1)]
+                lines.append(f"| {s} | " + " | ".join(f"{100 * v:.1f}" for v in shares) + " |")
     if timing:
         eval_seconds = defaultdict(list)
         for e in evals:
@@ -119,5 +128,5 @@ def markdown_table(store_path: Path, split: str = "test") -> str:
         for s in sorted(timing):
             ts, es = timing[s], eval_seconds.get(s, [])
             lines.append(f"| {s} | {sum(t[0] for t in ts) / len(ts):.2f} | {sum(t[1] for t in ts) / len(ts):.2f} | "
-                         f"{(sum(es) / len(es)) if es else float('nan'):.1f} | {len(ts)} | {len(es)} |")
+                         f"{f'{sum(es) / len(es):.1f}' if es else '-'} | {len(ts)} | {len(es)} |")
     return "\n".join(lines) + "\n"
