@@ -32,7 +32,14 @@ from activeseg.pipeline import describe_device, make_source
 from activeseg.train.checkpoint import save_checkpoint
 from activeseg.train.metrics import summarize
 from activeseg.train.sources import ImageSource
-from activeseg.train.trainer import TrainConfig, evaluate, fit, make_batches, make_optimizer, train_one_epoch
+from activeseg.train.trainer import (
+    TrainConfig,
+    evaluate,
+    fit,
+    make_batches,
+    make_optimizer,
+    train_one_epoch,
+)
 
 
 def epoch_seconds(model, source, cfg, device, seed) -> float:

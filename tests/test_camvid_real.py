@@ -1,7 +1,12 @@
 """A small run on real CamVid images (skipped when the data is absent)."""
 
 
-from activeseg.commands import TrainCommand, run_evaluate, run_train, stems_of_ralis_split
+from activeseg.commands import (
+    TrainCommand,
+    run_evaluate,
+    run_train,
+    stems_of_ralis_split,
+)
 from activeseg.config import DataConfig
 from activeseg.models import ModelConfig
 from activeseg.train.trainer import TrainConfig

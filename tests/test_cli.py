@@ -4,8 +4,6 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 
 def activeseg(*args, env_root=None, check=True):
     proc = subprocess.run([sys.executable, "-m", "activeseg.cli", *map(str, args)], capture_output=True, text=True)

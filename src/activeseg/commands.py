@@ -10,20 +10,29 @@ from pathlib import Path
 
 import torch
 
-from activeseg.config import DataConfig, save_yaml
+from activeseg.config import DataConfig, load_yaml, save_yaml
 from activeseg.data.camvid import download_camvid, ralis_splits
 from activeseg.data.classes import load_classes
 from activeseg.data.folder import load_split, read_pair, scan_split
 from activeseg.data.roots import resolve_dataset_dir, user_data_dir
 from activeseg.device import resolve_device, seed_everything
 from activeseg.errors import ConfigError
+from activeseg.experiment import ExperimentConfig, prepare, run_one
+from activeseg.experiment import run_benchmark as run_grid
 from activeseg.features import FeatureCache
 from activeseg.models.segmenter import ModelConfig, build_model
-from activeseg.pipeline import coarsest_stride, default_cache_dir, describe_device, make_source
+from activeseg.pipeline import (
+    coarsest_stride,
+    default_cache_dir,
+    describe_device,
+    make_source,
+)
+from activeseg.report import markdown_table, plot_curves
+from activeseg.store import RunStore
 from activeseg.train.checkpoint import load_checkpoint, save_checkpoint
 from activeseg.train.metrics import summarize
-from activeseg.train.trainer import TrainConfig, evaluate, fit
 from activeseg.train.sources import ImageSource
+from activeseg.train.trainer import TrainConfig, evaluate, fit
 
 log = logging.getLogger(__name__)
 
@@ -149,18 +158,12 @@ def run_download(name: str, data_root: Path | None, url: str | None, sha256: str
 
 # --- active learning --------------------------------------------------------------------------
 
-def load_experiment(config: Path | None) -> "ExperimentConfig":
-    from activeseg.config import load_yaml
-    from activeseg.experiment import ExperimentConfig
-
+def load_experiment(config: Path | None) -> ExperimentConfig:
     return load_yaml(config, ExperimentConfig) if config else ExperimentConfig()
 
 
-def run_al(cfg: "ExperimentConfig", resume: bool = False, progress: bool = True) -> list[dict]:
+def run_al(cfg: ExperimentConfig, resume: bool = False, progress: bool = True) -> list[dict]:
     """One active-learning run (cfg.al.strategy, cfg.al.seed); returns its evaluations."""
-    from activeseg.experiment import prepare, run_one
-    from activeseg.store import RunStore
-
     store = RunStore(cfg.store)
     existing = {r["run_id"]: r["status"] for r in store.runs()}
     store.close()
@@ -177,18 +180,14 @@ def run_al(cfg: "ExperimentConfig", resume: bool = False, progress: bool = True)
         store.close()
 
 
-def run_benchmark(cfg: "ExperimentConfig", progress: bool = True) -> tuple[Path, Path, str]:
+def run_benchmark(cfg: ExperimentConfig, progress: bool = True) -> tuple[Path, Path, str]:
     """The grid of strategies x seeds (finished runs skipped, interrupted ones resumed), then the plot."""
-    from activeseg.experiment import run_benchmark as run_grid
-
     store = run_grid(cfg, progress)
     return run_plot(store, store.parent)
 
 
 def run_plot(store: Path, out_dir: Path | None = None) -> tuple[Path, Path, str]:
     """Learning-curve PNG and markdown table of a store; returns their paths and the table."""
-    from activeseg.report import markdown_table, plot_curves
-
     if not Path(store).is_file():
         raise ConfigError(f"{store}: run store not found; pass the store.sqlite written by `activeseg run` or "
                           "`activeseg benchmark`")

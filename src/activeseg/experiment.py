@@ -14,7 +14,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from activeseg.al.loop import ALConfig, Pool, final_train_and_evaluate, run_active_learning
+from activeseg.al.loop import (
+    ALConfig,
+    Pool,
+    final_train_and_evaluate,
+    run_active_learning,
+)
 from activeseg.al.oracle import GroundTruthOracle
 from activeseg.al.state import LabelledState
 from activeseg.config import DataConfig, to_dict

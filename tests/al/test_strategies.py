@@ -5,7 +5,12 @@ import pytest
 import torch
 
 from activeseg.al.state import LabelledState
-from activeseg.al.strategies import STRATEGIES, ScoredPolicy, SelectionContext, get_strategy
+from activeseg.al.strategies import (
+    STRATEGIES,
+    ScoredPolicy,
+    SelectionContext,
+    get_strategy,
+)
 from activeseg.errors import ConfigError
 from activeseg.regions import RegionGrid
 

@@ -3,7 +3,11 @@ import torch
 
 from activeseg.errors import ConfigError
 from activeseg.models import ModelConfig, build_model
-from activeseg.models.efficientnet_lite import EfficientNetLite0Encoder, SameConv2d, load_pretrained
+from activeseg.models.efficientnet_lite import (
+    EfficientNetLite0Encoder,
+    SameConv2d,
+    load_pretrained,
+)
 
 
 def test_same_padding_matches_tensorflow():

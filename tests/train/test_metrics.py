@@ -2,7 +2,13 @@ import math
 
 import torch
 
-from activeseg.train.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy, summarize
+from activeseg.train.metrics import (
+    confusion_matrix,
+    iou_per_class,
+    mean_iou,
+    pixel_accuracy,
+    summarize,
+)
 
 
 def test_four_pixel_example_by_hand():

@@ -19,14 +19,26 @@ import torch
 
 from activeseg.al.oracle import GroundTruthOracle
 from activeseg.al.state import LabelledState
-from activeseg.al.strategies import STRATEGIES, Selection, SelectionContext, get_strategy
+from activeseg.al.strategies import (
+    STRATEGIES,
+    Selection,
+    SelectionContext,
+    get_strategy,
+)
 from activeseg.errors import ConfigError
 from activeseg.models.segmenter import Segmenter
 from activeseg.regions import RegionGrid
 from activeseg.store import RunStore
 from activeseg.train.metrics import summarize
 from activeseg.train.sources import FeatureSource, ImageSource
-from activeseg.train.trainer import TrainConfig, evaluate, fit, make_batches, make_optimizer, train_one_epoch
+from activeseg.train.trainer import (
+    TrainConfig,
+    evaluate,
+    fit,
+    make_batches,
+    make_optimizer,
+    train_one_epoch,
+)
 
 log = logging.getLogger(__name__)
 Source = FeatureSource | ImageSource
