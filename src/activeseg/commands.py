@@ -196,4 +196,9 @@ def run_plot(store: Path, out_dir: Path | None = None) -> tuple[Path, Path, str]
     table = markdown_table(Path(store))
     md = out_dir / "results.md"
     md.write_text(table)
+    store_db = RunStore(Path(store))
+    try:  # every evaluation of every run, for tracing the tables back to runs and seeds
+        (out_dir / "evaluations.json").write_text(json.dumps(store_db.evaluations(), indent=0))
+    finally:
+        store_db.close()
     return png, md, table
