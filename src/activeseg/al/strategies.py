@@ -42,7 +42,6 @@ class SelectionContext:
     batch_size: int = 16
 
 
-@torch.no_grad()
 def _features(ctx: SelectionContext, images: torch.Tensor) -> tuple[list[torch.Tensor] | torch.Tensor, tuple]:
     inputs, labels = ctx.pool.inputs(images, torch.zeros(len(images), dtype=torch.bool), None)
     size = tuple(labels.shape[-2:])
@@ -51,7 +50,6 @@ def _features(ctx: SelectionContext, images: torch.Tensor) -> tuple[list[torch.T
     return [f.to(ctx.device).float() for f in inputs], size
 
 
-@torch.no_grad()
 def softmax_scores(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
     """Pixel scores from one deterministic pass: ``fn(probs [N,C,H,W]) -> [N,H,W]``."""
 
@@ -62,7 +60,6 @@ def softmax_scores(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
     return pixel_scores
 
 
-@torch.no_grad()
 def bald_pixel_scores(ctx: SelectionContext, images: torch.Tensor) -> torch.Tensor:
     """BALD over ``mc_passes`` dropout samples at the decoder's dropout point; the features before it
     are computed once, and the passes are accumulated as they are produced."""
@@ -80,6 +77,7 @@ class ScoredPolicy:
     def __init__(self, pixel_scores: Callable[[SelectionContext, torch.Tensor], torch.Tensor] | None) -> None:
         self.pixel_scores = pixel_scores
 
+    @torch.no_grad()  # covers every pixel-score function: scoring never builds an autograd graph
     def region_scores(self, ctx: SelectionContext, images: torch.Tensor) -> torch.Tensor:
         """Scores of every region of ``images``. Shape: ``[len(images), R]``."""
         if self.pixel_scores is None:  # random: i.i.d. uniform scores
