@@ -13,6 +13,8 @@ import os
 import socket
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -71,16 +73,22 @@ class RunStore:
     def close(self) -> None:
         self.db.close()
 
-    def _tx(self, statements: list[tuple[str, tuple]]) -> None:
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Cursor]:
+        """BEGIN IMMEDIATE (take the write lock now) ... COMMIT, or ROLLBACK on any exception."""
         cur = self.db.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
-            for sql, args in statements:
-                cur.execute(sql, args)
+            yield cur
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
+
+    def _tx(self, statements: list[tuple[str, tuple]]) -> None:
+        with self._transaction() as cur:
+            for sql, args in statements:
+                cur.execute(sql, args)
 
     # --- runs -----------------------------------------------------------------------------------
 
@@ -95,9 +103,7 @@ class RunStore:
         """
         cfg = json.dumps(config, sort_keys=True)
         now = time.time()
-        cur = self.db.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as cur:
             row = cur.execute("SELECT status, owner, config FROM runs WHERE run_id=?", (run_id,)).fetchone()
             if row is None:
                 cur.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?)",
@@ -113,10 +119,6 @@ class RunStore:
                 if status != "done":
                     cur.execute("UPDATE runs SET status='running', owner=?, updated=? WHERE run_id=?",
                                 (_owner(), now, run_id))
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
         return status
 
     def finish_run(self, run_id: str) -> None:

@@ -12,7 +12,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ from activeseg.store import RunStore
 from activeseg.train.metrics import summarize
 from activeseg.train.sources import FeatureSource, ImageSource
 from activeseg.train.trainer import (
+    Source,
     TrainConfig,
     evaluate,
     fit,
@@ -41,7 +42,6 @@ from activeseg.train.trainer import (
 )
 
 log = logging.getLogger(__name__)
-Source = FeatureSource | ImageSource
 
 
 @dataclass(frozen=True)
@@ -217,7 +217,3 @@ def _evaluate_due_budgets(cfg: ALConfig, run_id: str, model: Segmenter, pool: Po
             store.record_evaluation(run_id, budget, split, state.num_labelled, out[split], hist, out["epochs"],
                                     time.perf_counter() - t)
         log.info("%s: %d regions, test mIoU %.4f", run_id, state.num_labelled, out["test"]["miou"])
-
-
-def config_dict(cfg: ALConfig) -> dict:
-    return asdict(cfg)

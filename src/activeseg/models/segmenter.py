@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -96,7 +96,3 @@ def build_model(cfg: ModelConfig, num_classes: int) -> Segmenter:
         encoder = TinyEncoder()
     decoder = FPNDecoder(encoder.out_channels, num_classes, cfg.decoder_width, cfg.dropout)
     return Segmenter(encoder, decoder, cfg.freeze_encoder)
-
-
-def model_config_dict(cfg: ModelConfig) -> dict:
-    return asdict(cfg)
