@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-slow benchmark-supervised benchmark-acquisition benchmark-camvid clean
+.PHONY: install demo test test-slow benchmark-supervised benchmark-acquisition benchmark-camvid benchmark-ralis clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ benchmark-acquisition: $(STAMP)
 
 benchmark-camvid: $(STAMP)
 	$(VENV)/bin/activeseg benchmark configs/camvid_cpu.yaml
+
+# RALIS: train the agent, test it (last and best checkpoints) in the baselines' store, check it on val
+benchmark-ralis: $(STAMP)
+	$(VENV)/bin/activeseg agent train configs/ralis_agent_camvid.yaml
+	$(VENV)/bin/activeseg benchmark configs/camvid_ralis.yaml
+	$(VENV)/bin/activeseg benchmark configs/camvid_ralis_best.yaml
+	$(PY) benchmarks/ralis_policy_check.py configs/ralis_agent_camvid.yaml --episodes 5 --out docs/ralis
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,6 +1,6 @@
 import math
 
-from activeseg.report import _mean_std, class_entropy, curves
+from activeseg.report import _mean_std, class_entropy, curves, regions_to_reach
 
 
 def test_class_entropy_ignores_void_bin():
@@ -20,3 +20,11 @@ def test_curves_group_by_strategy_and_budget():
              {"strategy": "a", "budget": 8, "split": "test", "miou": 0.3},
              {"strategy": "a", "budget": 8, "split": "val", "miou": 0.9}]
     assert curves(evals)["a"][8] == [0.1, 0.3]
+
+
+def test_regions_to_reach_interpolates_between_budgets():
+    curve = {480: 0.40, 960: 0.44, 1920: 0.50}
+    assert math.isclose(regions_to_reach(curve, 0.42), 720.0)
+    assert regions_to_reach(curve, 0.35) == 480.0
+    assert math.isclose(regions_to_reach(curve, 0.47), 1440.0)
+    assert regions_to_reach(curve, 0.51) is None

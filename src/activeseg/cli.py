@@ -20,6 +20,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Region-based active learning for semantic segmentation.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect and download datasets.")
 app.add_typer(data_app, name="data")
+agent_app = typer.Typer(no_args_is_help=True, help="RALIS: train the agent that learns which regions to label.")
+app.add_typer(agent_app, name="agent")
 
 DATA_ROOT_HELP = "Data root (default: $ACTIVESEG_DATA, then ../shared/data, then the user cache)."
 
@@ -114,8 +116,10 @@ def _experiment(config: Optional[Path], store: Optional[Path], device: Optional[
 @app.command()
 def run(
     config: Optional[Path] = typer.Option(None, help="Experiment preset (see configs/, e.g. camvid_cpu.yaml)."),
-    strategy: Optional[str] = typer.Option(None, help="random, entropy, margin or bald."),
+    strategy: Optional[str] = typer.Option(None, help="random, entropy, margin, bald or ralis."),
+    agent: Optional[Path] = typer.Option(None, help="ralis: the trained agent (agent_last.pt or agent_best.pt)."),
     seed: Optional[int] = typer.Option(None, help="Seed of the run."),
+    name: Optional[str] = typer.Option(None, help="Label of the run in the store and tables (default: the strategy)."),
     budgets: Optional[str] = typer.Option(None, help="Comma-separated budgets in regions, e.g. 480,960."),
     store: Optional[Path] = typer.Option(None, help="SQLite run store (default from the preset)."),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
@@ -124,7 +128,7 @@ def run(
 ) -> None:
     """One simulated active-learning run (one strategy, one seed) covering every budget."""
     cfg = _experiment(config, store, device, budgets)
-    cfg = replace(cfg, al=_set(cfg.al, strategy=strategy, seed=seed))
+    cfg = replace(cfg, al=_set(cfg.al, strategy=strategy, seed=seed, agent=agent, name=name))
     for e in commands.run_al(cfg, resume, progress=not quiet):
         if e["split"] == "test":
             typer.echo(f"{e['run_id']}: {e['labelled']} regions -> test mIoU {e['miou']:.4f}")
@@ -154,6 +158,24 @@ def plot(
     png, md, table = commands.run_plot(store, out)
     typer.echo(table)
     typer.echo(f"plot: {png}\ntable: {md}")
+
+
+@agent_app.command("train")
+def agent_train(
+    config: Path = typer.Argument(..., help="Agent preset (e.g. configs/ralis_agent_camvid.yaml)."),
+    episodes: Optional[int] = typer.Option(None, help="Episodes in all (a resumed training continues to this)."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default from the preset)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Train a RALIS agent on simulated episodes; resumes from the last finished episode in its folder."""
+    cfg = _set(commands.load_agent_config(config), episodes=episodes, out=out, device=device)
+    summary = commands.run_agent_train(cfg, progress=not quiet)
+    eps = summary["episodes"]
+    typer.echo(f"{len(eps)} episodes in {summary['total_seconds'] / 60:.1f} min; weak start D_R mIoU "
+               f"{summary['start_miou']:.4f}; last episode D_R mIoU {eps[-1]['final_miou']:.4f}")
+    typer.echo(f"agent: {cfg.out / 'agent_last.pt'} (best: {cfg.out / 'agent_best.pt'}); "
+               f"plot: {cfg.out / 'agent_training.png'}")
 
 
 @data_app.command("info")

@@ -27,6 +27,7 @@ from activeseg.pipeline import (
     describe_device,
     make_source,
 )
+from activeseg.ralis.agent import AgentConfig, train_agent
 from activeseg.report import markdown_table, plot_curves
 from activeseg.store import RunStore
 from activeseg.train.checkpoint import load_checkpoint, save_checkpoint
@@ -157,6 +158,15 @@ def run_download(name: str, data_root: Path | None, url: str | None, sha256: str
 
 
 # --- active learning --------------------------------------------------------------------------
+
+def load_agent_config(config: Path) -> AgentConfig:
+    return load_yaml(config, AgentConfig)
+
+
+def run_agent_train(cfg: AgentConfig, progress: bool = True) -> dict:
+    """Trains (or resumes) a RALIS agent; returns the training summary (also in cfg.out/history.json)."""
+    return train_agent(cfg, progress)
+
 
 def load_experiment(config: Path | None) -> ExperimentConfig:
     return load_yaml(config, ExperimentConfig) if config else ExperimentConfig()

@@ -57,6 +57,8 @@ class ExperimentConfig:
     """Start-model images: 'ralis:d_s|d_t|d_v', 'all', or a file of stems."""
     pool_images: str = "ralis:d_v"
     """Pool images, same forms as start_images."""
+    state_images: str = "ralis:d_s"
+    """RALIS only: the state set D_S (same forms; sorted order), loaded when a run uses strategy ralis."""
     val_split: str = "val"
     """Early stopping of every training (D_R)."""
     test_split: str = "test"
@@ -131,8 +133,14 @@ def prepare(cfg: ExperimentConfig, progress: bool = True) -> Experiment:
     val_src = make_source(model, val, cache)
     pool_src = make_source(model, pool_split, cache)
     grid = RegionGrid.from_counts(*cfg.data.size, cfg.region_rows, cfg.region_cols)
+    state_src = None
+    if "ralis" in (cfg.al.strategy, *cfg.strategies):
+        state_split = split.subset(sorted(resolve_images(cfg.state_images, ddir, split)))
+        if set(state_split.stems) & set(pool_split.stems):
+            raise ConfigError("state images and pool images overlap; choose disjoint sets")
+        state_src = make_source(model, state_split, cache)
     pool = Pool(pool_src, GroundTruthOracle(pool_split.labels), grid, val_src, test_src, classes.num_classes,
-                classes.names)
+                classes.names, state_src)
 
     # the start model: trained once per configuration, shared by every run of the store
     key = _config_hash({"data": to_dict(cfg.data), "model": to_dict(cfg.model), "seed": cfg.start_seed,
@@ -158,6 +166,11 @@ def run_config(cfg: ExperimentConfig, al: ALConfig) -> dict:
     for k in ("strategies", "seeds", "bounds", "store", "device", "cache_dir"):
         d.pop(k)
     d["al"] = to_dict(al)
+    if al.name is None:  # stores written before the field existed stay valid
+        d["al"].pop("name")
+    if al.strategy != "ralis":  # other policies do not depend on the agent or its state set
+        d.pop("state_images")
+        d["al"].pop("agent")
     return d
 
 

@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 from activeseg.store import RunStore  # noqa: E402
 
@@ -35,6 +36,20 @@ def class_entropy(hist: list[int]) -> float:
     counts = hist[:-1]
     total = sum(counts)
     return -sum(c / total * math.log(c / total) for c in counts if c > 0) if total else float("nan")
+
+
+def regions_to_reach(curve: dict[int, float], target: float) -> float | None:
+    """Labelled regions at which a mean curve first reaches ``target``, interpolating linearly between
+    budgets; None if it never does.
+    """
+    points = sorted(curve.items())
+    for i, (b, v) in enumerate(points):
+        if v >= target:
+            if i == 0:
+                return float(b)
+            b0, v0 = points[i - 1]
+            return b0 + (target - v0) / (v - v0) * (b - b0)
+    return None
 
 
 def plot_curves(store_path: Path, out_png: Path, split: str = "test") -> Path:
@@ -94,6 +109,20 @@ def markdown_table(store_path: Path, split: str = "test") -> str:
         if bound in data:
             budget, values = next(iter(data[bound].items()))
             lines.append(f"\n{bound.replace('_', ' ')} ({budget} regions labelled): {100 * values[0]:.1f}")
+    means = {s: {b: _mean_std(xs)[0] for b, xs in data[s].items()} for s in strategies}
+    if len(strategies) > 1 and budgets:
+        lines += ["", f"Regions each strategy needs to reach the best other strategy's mean {split} mIoU at "
+                  f"{budgets[-1]} regions (linear interpolation between budgets)", "",
+                  "| strategy | target (best other) | regions needed | vs. " + str(budgets[-1]) + " |", "|---|---|---|---|"]
+        for s in strategies:
+            others = {o: means[o][budgets[-1]] for o in strategies if o != s and budgets[-1] in means[o]}
+            if not others or budgets[-1] not in means[s]:
+                continue
+            best = max(others, key=others.get)
+            need = regions_to_reach(means[s], others[best])
+            cell = f"{need:.0f}" if need is not None else f"not reached by {budgets[-1]}"
+            saving = f"{100 * (1 - need / budgets[-1]):+.0f} % fewer" if need is not None else "-"
+            lines.append(f"| {s} | {best} {100 * others[best]:.1f} | {cell} | {saving} |")
     last = [e for e in evals if e["split"] == split and e["strategy"] not in BOUNDS and budgets and e["budget"] == budgets[-1]]
     if last:
         names = list(last[0]["iou"])
@@ -130,3 +159,28 @@ def markdown_table(store_path: Path, split: str = "test") -> str:
             lines.append(f"| {s} | {sum(t[0] for t in ts) / len(ts):.2f} | {sum(t[1] for t in ts) / len(ts):.2f} | "
                          f"{f'{sum(es) / len(es):.1f}' if es else '-'} | {len(ts)} | {len(es)} |")
     return "\n".join(lines) + "\n"
+
+
+def plot_agent_history(summary: dict, out_png: Path) -> Path:
+    """Agent training: return per episode, and D_R mIoU at the budget and after the end-of-episode epoch."""
+    eps = summary["episodes"]
+    x = [h["episode"] + 1 for h in eps]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(x, [h["return"] for h in eps], marker="o")
+    ax1.axhline(0, color="gray", linewidth=0.8)
+    ax1.set_xlabel("episode")
+    ax1.set_ylabel("return (sum of 100 x D_R mIoU gains)")
+    ax2.plot(x, [100 * h["step_miou"][-1] for h in eps], marker="o", label="at the budget")
+    ax2.plot(x, [100 * h["final_miou"] for h in eps], marker="s", label="after the end-of-episode epoch")
+    ax2.axhline(100 * summary["start_miou"], color="gray", linestyle=":", label="weak start model")
+    ax2.set_xlabel("episode")
+    ax2.set_ylabel("D_R mIoU (%)")
+    ax2.legend(fontsize=8)
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+    return out_png

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -49,7 +50,12 @@ class ALConfig:
     """One active-learning run."""
 
     strategy: str = "entropy"
-    """Selection policy: random, entropy, margin, bald."""
+    """Selection policy: random, entropy, margin, bald, ralis."""
+    agent: Path | None = None
+    """ralis: the trained agent checkpoint (`activeseg agent train` writes agent_last.pt, agent_best.pt)."""
+    name: str | None = None
+    """The run's label in the store and the tables (default: the strategy), e.g. 'ralis_best' to compare
+    two agents."""
     seed: int = 20
     """Seed of the run (pools, dropout, crops)."""
     budgets: tuple[int, ...] = (480, 720, 960, 1200, 1440, 1920)
@@ -78,12 +84,19 @@ class ALConfig:
             raise ConfigError(f"budgets {self.budgets} must be positive and strictly increasing")
         if self.regions_per_step < 1 or self.candidates_per_pool < 1 or self.mc_passes < 1:
             raise ConfigError("regions_per_step, candidates_per_pool and mc_passes must be >= 1")
+        if self.strategy == "ralis" and self.agent is None:
+            raise ConfigError("strategy 'ralis' needs a trained agent: pass --agent PATH (or al.agent in the config); "
+                              "train one with `activeseg agent train configs/ralis_agent_camvid.yaml`")
         if self.selection not in ("pools", "global_topk"):
             raise ConfigError(f"selection is {self.selection!r}; use 'pools' or 'global_topk'")
 
     @property
+    def label(self) -> str:
+        return self.name or self.strategy
+
+    @property
     def run_id(self) -> str:
-        return f"{self.strategy}-s{self.seed}"
+        return f"{self.label}-s{self.seed}"
 
 
 @dataclass
@@ -100,6 +113,8 @@ class Pool:
     """Reported mIoU."""
     num_classes: int
     class_names: tuple[str, ...]
+    state_set: Source | None = None
+    """RALIS's state set D_S (only its inputs are used)."""
 
 
 def step_seeds(seed: int, step: int) -> dict:
@@ -158,7 +173,7 @@ def run_active_learning(cfg: ALConfig, start_model: Segmenter, pool: Pool, store
     ``run_config`` is stored with the run (the full resolved configuration) and must match on resume.
     """
     run_id = cfg.run_id
-    status = store.claim_run(run_id, cfg.strategy, cfg.seed, run_config)
+    status = store.claim_run(run_id, cfg.label, cfg.seed, run_config)
     if status == "done":
         return run_id
     model = copy.deepcopy(start_model).to(device)
@@ -172,7 +187,7 @@ def run_active_learning(cfg: ALConfig, start_model: Segmenter, pool: Pool, store
         optimizer.load_state_dict(ckpt["optimizer"])
         state.load_state_dict(ckpt["state"])
         log.info("resuming %s after step %d (%d regions labelled)", run_id, step, state.num_labelled)
-    strategy = get_strategy(cfg.strategy)
+    strategy = get_strategy(cfg.strategy, cfg.agent)
     K = cfg.regions_per_step
     try:
         while True:
@@ -185,7 +200,8 @@ def run_active_learning(cfg: ALConfig, start_model: Segmenter, pool: Pool, store
             t0 = time.perf_counter()
             k = min(K, cfg.budgets[-1] - state.num_labelled)
             ctx = SelectionContext(model, pool.features, state, device, rng, generator, k,
-                                   cfg.candidates_per_pool, cfg.selection, cfg.mc_passes, cfg.mc_dropout)
+                                   cfg.candidates_per_pool, cfg.selection, cfg.mc_passes, cfg.mc_dropout,
+                                   revealed=pool.oracle, state_set=pool.state_set)
             picked, scores = strategy.select(ctx)
             state.label(picked, step)
             t1 = time.perf_counter()

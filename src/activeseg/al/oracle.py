@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from activeseg import UNLABELLED
 from activeseg.al.state import LabelledState
+from activeseg.regions import RegionGrid
 
 
 class GroundTruthOracle:
@@ -37,3 +39,18 @@ class GroundTruthOracle:
         part = self.partial_labels(state).reshape(-1).long()
         part = part[part != UNLABELLED].clamp(max=num_classes)
         return torch.bincount(part, minlength=num_classes + 1)
+
+    def region_class_counts(self, gids: torch.Tensor, grid: RegionGrid, num_classes: int) -> torch.Tensor:
+        """Ground-truth pixels per class of each region, void (values >= C) in a last bin.
+
+        Shape:
+            gids ``[L]`` global region ids -> ``[L, num_classes + 1]`` int64.
+        """
+        R = grid.regions_per_image
+        out = torch.zeros(len(gids), num_classes + 1, dtype=torch.long)
+        for rid in torch.unique(gids % R).tolist():
+            rows = (gids % R == rid).nonzero().reshape(-1)
+            y0, y1, x0, x1 = grid.box(rid)
+            lab = self.labels[gids[rows] // R, y0:y1, x0:x1].reshape(len(rows), -1).long().clamp(max=num_classes)
+            out[rows] = F.one_hot(lab, num_classes + 1).sum(1)
+        return out

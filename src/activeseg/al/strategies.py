@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from activeseg.al.candidates import sample_pools, select_global_topk, select_per_pool
+from activeseg.al.oracle import GroundTruthOracle
 from activeseg.al.scoring import BALDAccumulator, entropy, margin
 from activeseg.al.state import LabelledState
 from activeseg.errors import ConfigError
@@ -40,14 +41,24 @@ class SelectionContext:
     mc_passes: int = 20
     mc_dropout: float = 0.5
     batch_size: int = 16
+    revealed: GroundTruthOracle | None = None
+    """Labels given so far (read only inside labelled regions); RALIS compares candidates with them."""
+    state_set: FeatureSource | ImageSource | None = None
+    """RALIS: images whose regions describe the model's state (D_S); their labels are never read."""
 
 
-def _features(ctx: SelectionContext, images: torch.Tensor) -> tuple[list[torch.Tensor] | torch.Tensor, tuple]:
-    inputs, labels = ctx.pool.inputs(images, torch.zeros(len(images), dtype=torch.bool), None)
+def encoded_inputs(model: Segmenter, source: FeatureSource | ImageSource, images: torch.Tensor,
+                   device: torch.device) -> tuple[list[torch.Tensor], tuple]:
+    """Encoder features of whole images (from the cache, or by running the encoder), and their size."""
+    inputs, labels = source.inputs(images, torch.zeros(len(images), dtype=torch.bool), None)
     size = tuple(labels.shape[-2:])
     if isinstance(inputs, torch.Tensor):
-        return ctx.model.encode(inputs.to(ctx.device)), size
-    return [f.to(ctx.device).float() for f in inputs], size
+        return model.encode(inputs.to(device)), size
+    return [f.to(device).float() for f in inputs], size
+
+
+def _features(ctx: SelectionContext, images: torch.Tensor) -> tuple[list[torch.Tensor], tuple]:
+    return encoded_inputs(ctx.model, ctx.pool, images, ctx.device)
 
 
 def softmax_scores(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
@@ -110,16 +121,32 @@ class ScoredPolicy:
         return picked, scores[picked]
 
 
-STRATEGIES: dict[str, Callable[[], ScoredPolicy]] = {
-    "random": lambda: ScoredPolicy(None),
-    "entropy": lambda: ScoredPolicy(softmax_scores(entropy)),
-    "margin": lambda: ScoredPolicy(softmax_scores(margin)),
-    "bald": lambda: ScoredPolicy(bald_pixel_scores),
+def _ralis(agent: str | None = None) -> "Policy":
+    if agent is None:
+        raise ConfigError("strategy 'ralis' needs a trained agent: pass --agent PATH (or al.agent in the config); "
+                          "train one with `activeseg agent train configs/ralis_agent_camvid.yaml`")
+    from activeseg.ralis.policy import (
+        RalisPolicy,  # the agent's package builds on this module
+    )
+
+    return RalisPolicy.load(agent)
+
+
+class Policy(Protocol):
+    def select(self, ctx: SelectionContext) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+STRATEGIES: dict[str, Callable[..., Policy]] = {
+    "random": lambda agent=None: ScoredPolicy(None),
+    "entropy": lambda agent=None: ScoredPolicy(softmax_scores(entropy)),
+    "margin": lambda agent=None: ScoredPolicy(softmax_scores(margin)),
+    "bald": lambda agent=None: ScoredPolicy(bald_pixel_scores),
+    "ralis": _ralis,
 }
 
 
-def get_strategy(name: str) -> ScoredPolicy:
-    try:
-        return STRATEGIES[name]()
-    except KeyError:
-        raise ConfigError(f"unknown strategy {name!r}; valid names: {sorted(STRATEGIES)}") from None
+def get_strategy(name: str, agent: str | None = None) -> Policy:
+    """The policy called ``name``; ``agent`` is the trained query network that 'ralis' needs."""
+    if name not in STRATEGIES:
+        raise ConfigError(f"unknown strategy {name!r}; valid names: {sorted(STRATEGIES)}")
+    return STRATEGIES[name](agent)

@@ -1,5 +1,6 @@
 """RALIS (Casanova et al., ICLR 2020): a DQN that learns which regions to label.
 
-Building blocks so far: region and candidate descriptors, the query network, and the DQN update.
-Agent training and the test-phase policy are not implemented yet (issue 4).
+``features`` (region and candidate descriptors), ``qnet`` (the query network), ``dqn`` (exploration,
+replay, the double-DQN update), ``policy`` (observing the model and acting greedily: the ``ralis``
+strategy), ``agent`` (training episodes, checkpoints and resume).
 """

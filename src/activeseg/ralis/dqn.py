@@ -75,11 +75,12 @@ def huber(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def dqn_update(policy: torch.nn.Module, target: torch.nn.Module, optimizer: torch.optim.Optimizer,
-               batch: list[Transition], gamma: float = 0.999) -> float:
+               batch: list[Transition], gamma: float = 0.999, target_bn_mode: str = "eval") -> float:
     """One gradient step of double DQN with the Huber loss; returns the loss.
 
-    The policy net runs in train mode for Q(S, a), the target net in eval mode; a batch whose
-    transitions are all terminal needs no next-state pass (targets = rewards).
+    The policy net runs in train mode for Q(S, a) and in eval mode to choose a* in S'; the target net
+    evaluates a* with its batch norm in ``target_bn_mode`` ('eval': running statistics, or 'train'). A
+    batch whose transitions are all terminal needs no next-state pass (targets = rewards).
     """
     state = torch.stack([t.state for t in batch])  # [B, |S|, D]
     cand = torch.stack([t.candidates for t in batch])  # [B, N, D + 64]
@@ -94,7 +95,7 @@ def dqn_update(policy: torch.nn.Module, target: torch.nn.Module, optimizer: torc
             nc = torch.stack([batch[i].next_candidates for i in live])
             policy.eval()
             q_pol = policy(ns, nc)
-            target.eval()
+            target.train(target_bn_mode == "train")
             q_tgt = target(ns, nc)
             targets[live] = double_dqn_targets(rewards[live], done[live], q_pol, q_tgt, gamma)
     policy.train()

@@ -8,6 +8,7 @@ mean and max pooling (row-major). Candidate features psi(a) = [phi(a); h_lab(a);
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -20,6 +21,25 @@ TINY = 1e-7
 GRID = 8
 BINS = 32
 EntropyPool = Literal["floor", "adaptive"]
+
+
+@dataclass(frozen=True)
+class DescriptorConfig:
+    """How phi and psi are built; the defaults replicate the reference code (spec 8)."""
+
+    entropy_pool: EntropyPool = "floor"
+    """Q14: 'floor' (reference, trailing rows dropped) or 'adaptive' (whole region)."""
+    class_hist_void_bin: bool = True
+    """Q5: keep the always-empty void bin in the class counts (phi 204) or drop it (203)."""
+    class_hist_normalise: bool = False
+    """Q4b: class counts as raw pixel counts (reference) or as fractions of the region."""
+    kl_hist_range: Literal["adaptive", "fixed"] = "adaptive"
+    """Q4: histogram range per candidate (min..max of its own KL values) or fixed [0, kl_hist_max]."""
+    kl_hist_max: float = 20.0
+    """Upper edge of the fixed KL-histogram range (values above go to the last bin)."""
+
+    def phi_dim(self, num_classes: int) -> int:
+        return num_classes + int(self.class_hist_void_bin) + 3 * GRID * GRID
 
 
 def pool_entropy(emap: torch.Tensor, mode: EntropyPool = "floor") -> torch.Tensor:
@@ -42,8 +62,8 @@ def pool_entropy(emap: torch.Tensor, mode: EntropyPool = "floor") -> torch.Tenso
 
 
 def region_descriptors(probs: torch.Tensor, grid: RegionGrid, entropy_pool: EntropyPool = "floor",
-                       void_bin: bool = True) -> torch.Tensor:
-    """phi for every region of every image.
+                       void_bin: bool = True, normalise: bool = False) -> torch.Tensor:
+    """phi for every region of every image (``normalise``: class counts as fractions of the region).
 
     Shape:
         probs ``[N, C, H, W]`` (softmax) -> ``[N, R, C + void_bin + 192]``.
@@ -57,13 +77,16 @@ def region_descriptors(probs: torch.Tensor, grid: RegionGrid, entropy_pool: Entr
         counts = F.one_hot(pred[:, y0:y1, x0:x1].reshape(n, -1), c).sum(1).to(probs.dtype)  # [N, C]
         if void_bin:
             counts = torch.cat([counts, torch.zeros(n, 1, dtype=probs.dtype, device=probs.device)], 1)
+        if normalise:
+            counts = counts / ((y1 - y0) * (x1 - x0))
         out.append(torch.cat([counts + TINY, pool_entropy(ent[:, y0:y1, x0:x1], entropy_pool)], 1))
     return torch.stack(out, 1)  # R x [N, D] -> [N, R, D]
 
 
-def kl_histogram(values: torch.Tensor, bins: int = BINS) -> torch.Tensor:
+def kl_histogram(values: torch.Tensor, bins: int = BINS, fixed_max: float | None = None) -> torch.Tensor:
     """Normalised histogram of each row, equal-width bins between the row's own min and max (the max
     falls in the last bin); a constant row v uses [v - 0.5, v + 0.5]. An empty row gives zeros.
+    With ``fixed_max`` every row uses the range [0, fixed_max] (larger values go to the last bin).
 
     Shape:
         ``[A, J]`` -> ``[A, bins]``.
@@ -71,9 +94,12 @@ def kl_histogram(values: torch.Tensor, bins: int = BINS) -> torch.Tensor:
     a, j = values.shape
     if j == 0:
         return torch.zeros(a, bins, dtype=values.dtype, device=values.device)
-    lo, hi = values.min(1, keepdim=True).values, values.max(1, keepdim=True).values
-    flat = hi == lo
-    lo, hi = torch.where(flat, lo - 0.5, lo), torch.where(flat, hi + 0.5, hi)
+    if fixed_max is not None:
+        lo, hi = torch.zeros_like(values[:, :1]), torch.full_like(values[:, :1], fixed_max)
+    else:
+        lo, hi = values.min(1, keepdim=True).values, values.max(1, keepdim=True).values
+        flat = hi == lo
+        lo, hi = torch.where(flat, lo - 0.5, lo), torch.where(flat, hi + 0.5, hi)
     idx = ((values - lo) / (hi - lo) * bins).floor().long().clamp(0, bins - 1)
     hist = torch.zeros(a, bins, dtype=values.dtype, device=values.device)
     hist.scatter_add_(1, idx, torch.ones_like(values))
@@ -95,7 +121,8 @@ def class_distribution(counts: torch.Tensor) -> torch.Tensor:
     return torch.where(dist > 0, dist, torch.full_like(dist, TINY))
 
 
-def action_features(phi: torch.Tensor, labelled_gt_counts: torch.Tensor, num_bins: int) -> torch.Tensor:
+def action_features(phi: torch.Tensor, labelled_gt_counts: torch.Tensor, num_bins: int,
+                    kl_max: float | None = None) -> torch.Tensor:
     """psi for the candidates of one step.
 
     Args:
@@ -103,12 +130,13 @@ def action_features(phi: torch.Tensor, labelled_gt_counts: torch.Tensor, num_bin
         labelled_gt_counts: ground-truth class counts (void in the last bin) of the regions labelled so
             far in this run. Shape ``[L, num_bins]`` (L may be 0).
         num_bins: class bins at the start of phi (C + 1 with the void bin).
+        kl_max: fixed histogram range [0, kl_max] instead of each candidate's own min..max.
 
     Shape:
         -> ``[A, D + 64]``.
     """
     p = phi[:, :num_bins] / phi[:, :num_bins].sum(1, keepdim=True)
     h_lab = kl_histogram(kl_matrix(p, class_distribution(labelled_gt_counts)) if len(labelled_gt_counts)
-                         else p.new_zeros(len(p), 0))
-    h_pool = kl_histogram(kl_matrix(p, p))
+                         else p.new_zeros(len(p), 0), fixed_max=kl_max)
+    h_pool = kl_histogram(kl_matrix(p, p), fixed_max=kl_max)
     return torch.cat([phi, h_lab, h_pool], 1)

@@ -30,7 +30,7 @@ class QueryNetwork(nn.Module):
 
     def __init__(self, state_regions: int = 240, phi_dim: int = 204, kl_dim: int = 64, first_relu: bool = True):
         super().__init__()
-        self.phi_dim, self.kl_dim = phi_dim, kl_dim
+        self.state_regions, self.phi_dim, self.kl_dim, self.first_relu = state_regions, phi_dim, kl_dim, first_relu
         self.state_branch = nn.Sequential(block(phi_dim, 256, first_relu), block(256, 128), block(128, 1))
         self.state_head = nn.Sequential(nn.BatchNorm1d(state_regions), nn.ReLU(), nn.Linear(state_regions, 128))
         self.action_branch = nn.Sequential(block(phi_dim, 512, first_relu), block(512, 256), block(256, 128))
