@@ -12,8 +12,11 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 @pytest.mark.parametrize("preset", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_presets_load(preset):
     from activeseg.experiment import ExperimentConfig
+    from activeseg.ralis.agent import AgentConfig
 
-    cmd = load_yaml(preset, TrainCommand if preset.name.startswith("train_") else ExperimentConfig)
+    kinds = {"train_": TrainCommand, "ralis_agent": AgentConfig}
+    cls = next((c for prefix, c in kinds.items() if preset.name.startswith(prefix)), ExperimentConfig)
+    cmd = load_yaml(preset, cls)
     assert cmd.data.dataset == "camvid" and cmd.model.encoder == "lite0"
 
 

@@ -121,7 +121,7 @@ def markdown_table(store_path: Path, split: str = "test") -> str:
             best = max(others, key=others.get)
             need = regions_to_reach(means[s], others[best])
             cell = f"{need:.0f}" if need is not None else f"not reached by {budgets[-1]}"
-            saving = f"{100 * (1 - need / budgets[-1]):+.0f} % fewer" if need is not None else "-"
+            saving = f"{100 * (1 - need / budgets[-1]):.0f} % fewer" if need is not None else "-"
             lines.append(f"| {s} | {best} {100 * others[best]:.1f} | {cell} | {saving} |")
     last = [e for e in evals if e["split"] == split and e["strategy"] not in BOUNDS and budgets and e["budget"] == budgets[-1]]
     if last:

@@ -147,15 +147,21 @@ def fine_tune_step(model: Segmenter, optimizer: torch.optim.Optimizer, pool: Poo
     train_one_epoch(model, batches, optimizer, device)
 
 
+def labelled_images(pool: Pool, state: LabelledState) -> tuple[torch.Tensor, list[list[tuple]]]:
+    """Images holding labelled regions, and for each the boxes of its labelled regions (a training crop
+    is drawn around one of them)."""
+    R = pool.grid.regions_per_image
+    labelled = state.labelled_ids()
+    images = torch.unique(labelled // R)
+    return images, [[pool.grid.box(int(g % R)) for g in labelled[labelled // R == i]] for i in images]
+
+
 def final_train_and_evaluate(model: Segmenter, pool: Pool, state: LabelledState, cfg: TrainConfig,
                              device: torch.device, generator: torch.Generator, align: int) -> dict:
     """Trains a copy of ``model`` on every labelled region (crops around a random labelled region of each
     image), early stopping on val; returns its val and test metrics. ``model`` itself is unchanged."""
     trained = copy.deepcopy(model)
-    R = pool.grid.regions_per_image
-    labelled = state.labelled_ids()
-    images = torch.unique(labelled // R)
-    keep = [[pool.grid.box(int(g % R)) for g in labelled[labelled // R == i]] for i in images]
+    images, keep = labelled_images(pool, state)
     result = fit(trained, partial_source(pool, state), pool.val, pool.num_classes, cfg, device, generator,
                  indices=images, keep=keep, align=align, progress=False)
     return {

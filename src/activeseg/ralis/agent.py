@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from activeseg.al.candidates import sample_pools
-from activeseg.al.loop import Pool, fine_tune_step, partial_source
+from activeseg.al.loop import Pool, fine_tune_step, labelled_images, partial_source
 from activeseg.al.oracle import GroundTruthOracle
 from activeseg.al.state import LabelledState
 from activeseg.config import DataConfig, to_dict
@@ -326,10 +326,7 @@ def run_episode(cfg: AgentConfig, env: AgentEnv, episode: int, choose: Chooser, 
             on_step({"episode": episode, "step": i + 1, "epsilon": eps, "reward": reward, "miou": miou})
         obs = nxt
     # the end-of-episode epoch over every labelled image (crops around one of its labelled regions)
-    R = pool.grid.regions_per_image
-    labelled = state.labelled_ids()
-    images = torch.unique(labelled // R)
-    keep = [[pool.grid.box(int(g % R)) for g in labelled[labelled // R == img]] for img in images]
+    images, keep = labelled_images(pool, state)
     batches = make_batches(partial_source(pool, state), images, cfg.episode_end_batch_size, generator,
                            cfg.step_train.flip, cfg.step_train.crop, env.align, keep)
     train_one_epoch(model, batches, seg_opt, device)
