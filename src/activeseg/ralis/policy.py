@@ -146,7 +146,8 @@ def load_agent(path: str | Path) -> tuple[QueryNetwork, DescriptorConfig, int]:
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(ckpt, dict) or ckpt.get("format") != AGENT_FORMAT:
         raise ConfigError(f"{path}: not an activeseg RALIS agent (expected format {AGENT_FORMAT})")
+    if ckpt["kl_dim"] != 2 * BINS:
+        raise ConfigError(f"{path}: the agent uses {ckpt['kl_dim']} KL-histogram features; this version builds {2 * BINS}")
     qnet = QueryNetwork(ckpt["state_regions"], ckpt["phi_dim"], ckpt["kl_dim"], ckpt["first_relu"])
     qnet.load_state_dict(ckpt["qnet"])
-    assert ckpt["kl_dim"] == 2 * BINS
     return qnet, from_dict(DescriptorConfig, ckpt["descriptors"]), ckpt["num_classes"]
