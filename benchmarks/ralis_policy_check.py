@@ -55,7 +55,7 @@ def main() -> None:
     cfg = load_yaml(args.config, AgentConfig)
     cfg = replace(cfg, out=Path(cfg.out))
     env = prepare_env(cfg, progress=False)
-    class_bins = env.pool.num_classes + int(cfg.descriptors.class_hist_void_bin)
+    class_bins = cfg.descriptors.class_bins(env.pool.num_classes)
     policies = {"random": random_choice, "entropy": entropy_choice(class_bins),
                 "ralis_last": agent_choice(cfg.out / "agent_last.pt"),
                 "ralis_best": agent_choice(cfg.out / "agent_best.pt")}

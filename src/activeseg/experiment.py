@@ -106,7 +106,8 @@ class Experiment:
     align: int
 
 
-def _config_hash(obj: dict) -> str:
+def config_hash(obj: dict) -> str:
+    """A short, stable key of a JSON-able configuration (names cached models)."""
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -143,7 +144,7 @@ def prepare(cfg: ExperimentConfig, progress: bool = True) -> Experiment:
                 classes.names, state_src)
 
     # the start model: trained once per configuration, shared by every run of the store
-    key = _config_hash({"data": to_dict(cfg.data), "model": to_dict(cfg.model), "seed": cfg.start_seed,
+    key = config_hash({"data": to_dict(cfg.data), "model": to_dict(cfg.model), "seed": cfg.start_seed,
                         "train": to_dict(cfg.start_train), "images": start.stems, "test_size": cfg.test_size})
     path = Path(cfg.store).parent / f"start_model-{key}.pt"
     if path.is_file():

@@ -21,6 +21,7 @@ import torch
 from activeseg.al.oracle import GroundTruthOracle
 from activeseg.al.state import LabelledState
 from activeseg.al.strategies import (
+    NEEDS_AGENT,
     STRATEGIES,
     Selection,
     SelectionContext,
@@ -85,8 +86,7 @@ class ALConfig:
         if self.regions_per_step < 1 or self.candidates_per_pool < 1 or self.mc_passes < 1:
             raise ConfigError("regions_per_step, candidates_per_pool and mc_passes must be >= 1")
         if self.strategy == "ralis" and self.agent is None:
-            raise ConfigError("strategy 'ralis' needs a trained agent: pass --agent PATH (or al.agent in the config); "
-                              "train one with `activeseg agent train configs/ralis_agent_camvid.yaml`")
+            raise ConfigError(NEEDS_AGENT)
         if self.selection not in ("pools", "global_topk"):
             raise ConfigError(f"selection is {self.selection!r}; use 'pools' or 'global_topk'")
 

@@ -57,15 +57,11 @@ def encoded_inputs(model: Segmenter, source: FeatureSource | ImageSource, images
     return [f.to(device).float() for f in inputs], size
 
 
-def _features(ctx: SelectionContext, images: torch.Tensor) -> tuple[list[torch.Tensor], tuple]:
-    return encoded_inputs(ctx.model, ctx.pool, images, ctx.device)
-
-
 def softmax_scores(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
     """Pixel scores from one deterministic pass: ``fn(probs [N,C,H,W]) -> [N,H,W]``."""
 
     def pixel_scores(ctx: SelectionContext, images: torch.Tensor) -> torch.Tensor:
-        feats, size = _features(ctx, images)
+        feats, size = encoded_inputs(ctx.model, ctx.pool, images, ctx.device)
         return fn(ctx.model.decoder(feats, size).softmax(1))
 
     return pixel_scores
@@ -74,7 +70,7 @@ def softmax_scores(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
 def bald_pixel_scores(ctx: SelectionContext, images: torch.Tensor) -> torch.Tensor:
     """BALD over ``mc_passes`` dropout samples at the decoder's dropout point; the features before it
     are computed once, and the passes are accumulated as they are produced."""
-    feats, size = _features(ctx, images)
+    feats, size = encoded_inputs(ctx.model, ctx.pool, images, ctx.device)
     y = ctx.model.decoder.embed(feats)
     acc = BALDAccumulator()
     for _ in range(ctx.mc_passes):
@@ -121,10 +117,13 @@ class ScoredPolicy:
         return picked, scores[picked]
 
 
+NEEDS_AGENT = ("strategy 'ralis' needs a trained agent: pass --agent PATH (or al.agent in the config); "
+               "train one with `activeseg agent train configs/ralis_agent_camvid.yaml`")
+
+
 def _ralis(agent: str | None = None) -> "Policy":
     if agent is None:
-        raise ConfigError("strategy 'ralis' needs a trained agent: pass --agent PATH (or al.agent in the config); "
-                          "train one with `activeseg agent train configs/ralis_agent_camvid.yaml`")
+        raise ConfigError(NEEDS_AGENT)
     from activeseg.ralis.policy import (
         RalisPolicy,  # the agent's package builds on this module
     )

@@ -10,7 +10,6 @@ everything needed to resume after every episode (``resume.pt``).
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import math
@@ -33,7 +32,7 @@ from activeseg.data.folder import load_split
 from activeseg.data.roots import resolve_dataset_dir
 from activeseg.device import resolve_device, seed_everything
 from activeseg.errors import ConfigError
-from activeseg.experiment import resolve_images
+from activeseg.experiment import config_hash, resolve_images
 from activeseg.features import FeatureCache
 from activeseg.fileio import atomic_torch_save
 from activeseg.models.segmenter import ModelConfig, Segmenter, build_model
@@ -168,10 +167,6 @@ class AgentEnv:
     align: int
 
 
-def _config_key(obj: dict) -> str:
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
 def prepare_env(cfg: AgentConfig, progress: bool = True) -> AgentEnv:
     """Loads D_S, D_T and D_R, and trains (or reloads) the weak start model."""
     device = resolve_device(cfg.device)
@@ -200,7 +195,7 @@ def prepare_env(cfg: AgentConfig, progress: bool = True) -> AgentEnv:
                 reward_src, classes.num_classes, classes.names)
 
     start = split.subset(list(pool_split.stems[::cfg.start_every]))
-    key = _config_key({"data": to_dict(cfg.data), "model": to_dict(cfg.model), "seed": cfg.start_seed,
+    key = config_hash({"data": to_dict(cfg.data), "model": to_dict(cfg.model), "seed": cfg.start_seed,
                        "train": to_dict(cfg.start_train), "images": start.stems, "reward": reward.stems})
     path = Path(cfg.out) / f"weak_start-{key}.pt"
     if path.is_file():

@@ -38,8 +38,12 @@ class DescriptorConfig:
     kl_hist_max: float = 20.0
     """Upper edge of the fixed KL-histogram range (values above go to the last bin)."""
 
+    def class_bins(self, num_classes: int) -> int:
+        """Class-count entries at the start of phi (C, plus the void bin)."""
+        return num_classes + int(self.class_hist_void_bin)
+
     def phi_dim(self, num_classes: int) -> int:
-        return num_classes + int(self.class_hist_void_bin) + 3 * GRID * GRID
+        return self.class_bins(num_classes) + 3 * GRID * GRID
 
 
 def pool_entropy(emap: torch.Tensor, mode: EntropyPool = "floor") -> torch.Tensor:

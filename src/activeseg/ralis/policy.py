@@ -78,7 +78,7 @@ def observe(model: Segmenter, pool: FeatureSource | ImageSource, state_set: Feat
     cand = torch.as_tensor(np.concatenate(pools), dtype=torch.long)
     images, where = torch.unique(cand // R, return_inverse=True)
     phi = image_descriptors(model, pool, images, grid, device, desc)[where, cand % R]  # [A, phi]
-    class_bins = num_classes + int(desc.class_hist_void_bin)
+    class_bins = desc.class_bins(num_classes)
     labelled = state.labelled_ids()
     gt = revealed.region_class_counts(labelled, grid, num_classes)[:, :class_bins].float()
     kl_max = desc.kl_hist_max if desc.kl_hist_range == "fixed" else None
