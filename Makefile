@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-slow benchmark-supervised benchmark-acquisition benchmark-camvid benchmark-ralis clean
+.PHONY: install demo test test-slow benchmark-supervised benchmark-acquisition benchmark-lowstart benchmark-camvid benchmark-ralis clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ benchmark-acquisition: $(STAMP)
 	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) -m pip install -q --no-deps baal==2.1.0
 	$(PY) benchmarks/acquisition_vs_baal.py --out docs/acquisition_vs_baal.json
+
+benchmark-lowstart: $(STAMP)
+	$(VENV)/bin/activeseg benchmark configs/camvid_lowstart.yaml
 
 benchmark-camvid: $(STAMP)
 	$(VENV)/bin/activeseg benchmark configs/camvid_cpu.yaml

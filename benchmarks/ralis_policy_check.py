@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from activeseg.config import load_yaml
-from activeseg.ralis.agent import AgentConfig, prepare_env, run_episode
-from activeseg.ralis.features import GRID
-from activeseg.ralis.policy import Observation, RalisPolicy
+from activeseg.methods.ralis.agent import AgentConfig, prepare_env, run_episode
+from activeseg.methods.ralis.features import GRID
+from activeseg.methods.ralis.policy import Observation, RalisPolicy
 
 
 def random_choice(obs: Observation, step: int, rng: np.random.Generator):

@@ -30,8 +30,8 @@ def test_lite0_learns_from_twenty_camvid_images(tmp_path, camvid_dir):
 
 
 def test_ralis_agent_episode_on_camvid(tmp_path, camvid_dir):
-    from activeseg.ralis.agent import AgentConfig, train_agent
-    from activeseg.ralis.policy import load_agent
+    from activeseg.methods.ralis.agent import AgentConfig, train_agent
+    from activeseg.methods.ralis.policy import load_agent
 
     cfg = AgentConfig(data=DataConfig(dataset=str(camvid_dir), height=90, width=120), model=ModelConfig(encoder="lite0"),
                       start_train=TrainConfig(max_epochs=3, patience=0, batch_size=5), reward_subset=20, episodes=1,

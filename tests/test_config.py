@@ -12,7 +12,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 @pytest.mark.parametrize("preset", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_presets_load(preset):
     from activeseg.experiment import ExperimentConfig
-    from activeseg.ralis.agent import AgentConfig
+    from activeseg.methods.ralis.agent import AgentConfig
 
     kinds = {"train_": TrainCommand, "ralis_agent": AgentConfig}
     cls = next((c for prefix, c in kinds.items() if preset.name.startswith(prefix)), ExperimentConfig)

@@ -1,6 +1,14 @@
 import math
 
-from activeseg.report import _mean_std, class_entropy, curves, regions_to_reach
+from activeseg.report import (
+    _mean_std,
+    class_entropy,
+    curves,
+    paired_differences,
+    paired_table,
+    regions_to_reach,
+    t_interval,
+)
 
 
 def test_class_entropy_ignores_void_bin():
@@ -28,3 +36,36 @@ def test_regions_to_reach_interpolates_between_budgets():
     assert regions_to_reach(curve, 0.35) == 480.0
     assert math.isclose(regions_to_reach(curve, 0.47), 1440.0)
     assert regions_to_reach(curve, 0.51) is None
+
+
+def test_t_interval_by_hand():
+    m, lo, hi = t_interval([1.0, 2.0, 3.0])  # sd 1, t(0.975, 2 df) = 4.302653
+    half = 4.302653 / math.sqrt(3)
+    assert math.isclose(m, 2.0) and math.isclose(lo, 2 - half, rel_tol=1e-6) and math.isclose(hi, 2 + half, rel_tol=1e-6)
+    m, lo, hi = t_interval([0.5])
+    assert m == 0.5 and math.isnan(lo) and math.isnan(hi)
+
+
+def _ev(strategy, budget, seed, miou, split="test"):
+    return {"strategy": strategy, "budget": budget, "seed": seed, "split": split, "miou": miou}
+
+
+def test_paired_differences_on_a_hand_made_table():
+    # entropy beats random by 0.02, 0.03 and 0.01 on seeds 1-3 at budget 8: mean 0.02, sd 0.01
+    evals = [_ev("random", 8, 1, 0.40), _ev("random", 8, 2, 0.50), _ev("random", 8, 3, 0.45),
+             _ev("entropy", 8, 1, 0.42), _ev("entropy", 8, 2, 0.53), _ev("entropy", 8, 3, 0.46),
+             _ev("entropy", 8, 4, 0.99),  # seed 4 has no random run: not paired
+             _ev("entropy", 8, 1, 0.10, split="val"),  # another split: ignored
+             _ev("lower_bound", 0, 0, 0.3)]
+    d = paired_differences(evals)
+    assert set(d) == {"entropy"} and set(d["entropy"]) == {8}
+    cell = d["entropy"][8]
+    half = 4.302653 * 0.01 / math.sqrt(3)
+    assert cell["n"] == 3 and math.isclose(cell["mean"], 0.02, abs_tol=1e-12)
+    assert math.isclose(cell["low"], 0.02 - half, rel_tol=1e-5) and math.isclose(cell["high"], 0.02 + half, rel_tol=1e-5)
+    # the unpaired mean difference (0.6025 - 0.45) would be dominated by seed 4; pairing removes seed effects
+    lines = paired_table(evals)
+    assert "| entropy | +2.0 [-0.5, +4.5] (n=3) |" in lines  # the interval covers 0: no star
+    tight = [_ev("random", 8, s, 0.4) for s in (1, 2, 3)] + [_ev("entropy", 8, s, 0.42 + d)
+                                                            for s, d in ((1, 0.0), (2, 0.001), (3, -0.001))]
+    assert "| entropy | +2.0 [+1.8, +2.2] (n=3)* |" in paired_table(tight)

@@ -20,6 +20,7 @@ from activeseg.errors import ConfigError
 from activeseg.experiment import ExperimentConfig, prepare, run_one
 from activeseg.experiment import run_benchmark as run_grid
 from activeseg.features import FeatureCache
+from activeseg.methods.ralis.agent import AgentConfig, train_agent
 from activeseg.models.segmenter import ModelConfig, build_model
 from activeseg.pipeline import (
     coarsest_stride,
@@ -27,8 +28,7 @@ from activeseg.pipeline import (
     describe_device,
     make_source,
 )
-from activeseg.ralis.agent import AgentConfig, train_agent
-from activeseg.report import markdown_table, plot_curves
+from activeseg.report import markdown_table, plot_curves, plot_paired
 from activeseg.store import RunStore
 from activeseg.train.checkpoint import load_checkpoint, save_checkpoint
 from activeseg.train.metrics import summarize
@@ -203,6 +203,7 @@ def run_plot(store: Path, out_dir: Path | None = None) -> tuple[Path, Path, str]
                           "`activeseg benchmark`")
     out_dir = out_dir or Path(store).parent
     png = plot_curves(Path(store), out_dir / "learning_curves.png")
+    plot_paired(Path(store), out_dir / "paired_differences.png")
     table = markdown_table(Path(store))
     md = out_dir / "results.md"
     md.write_text(table)

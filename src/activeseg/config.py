@@ -90,19 +90,41 @@ def load_yaml(path: Path, cls: type) -> Any:
         raise ConfigError(f"{path}: {exc}") from exc
 
 
+#: Field metadata of options added after run stores and cached models were first written: such a field
+#: enters ``to_dict`` only when it differs from its default, so stored run configs and cache keys written
+#: before it existed still match (and every non-default choice is still recorded).
+ADDED = {"omit_default": True}
+
+
 def to_dict(cfg: Any) -> dict:
-    """A YAML-ready dict of a (nested) dataclass config."""
+    """A YAML-ready dict of a (nested) dataclass config (fields marked ``ADDED`` only when not default)."""
 
     def clean(v: Any) -> Any:
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            out = {}
+            for f in dataclasses.fields(v):
+                value = getattr(v, f.name)
+                if f.metadata.get("omit_default") and value == _default(f):
+                    continue
+                out[f.name] = clean(value)
+            return out
         if isinstance(v, Path):
             return str(v)
-        if isinstance(v, tuple):
-            return list(v)
+        if isinstance(v, (tuple, list)):
+            return [clean(x) for x in v]
         if isinstance(v, dict):
             return {k: clean(x) for k, x in v.items()}
         return v
 
-    return clean(dataclasses.asdict(cfg))
+    return clean(cfg)
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return dataclasses.MISSING
 
 
 def save_yaml(cfg: Any, path: Path) -> None:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -22,13 +21,14 @@ from activeseg.al.loop import (
 )
 from activeseg.al.oracle import GroundTruthOracle
 from activeseg.al.state import LabelledState
-from activeseg.config import DataConfig, to_dict
+from activeseg.config import ADDED, DataConfig, to_dict
 from activeseg.data.camvid import ralis_splits
 from activeseg.data.folder import SegmentationSplit, load_split, read_stems_file
 from activeseg.data.roots import resolve_dataset_dir
 from activeseg.device import resolve_device, seed_everything
 from activeseg.errors import ConfigError
 from activeseg.features import FeatureCache
+from activeseg.methods import lookup
 from activeseg.models.segmenter import ModelConfig, Segmenter, build_model
 from activeseg.pipeline import coarsest_stride, default_cache_dir, make_source
 from activeseg.regions import RegionGrid
@@ -55,10 +55,16 @@ class ExperimentConfig:
     """Split holding the start images and the pool."""
     start_images: str = "ralis:d_t"
     """Start-model images: 'ralis:d_s|d_t|d_v', 'all', or a file of stems."""
+    start_every: int = field(default=1, metadata=ADDED)
+    """Keep every n-th start image in sorted order (10 with 'ralis:d_t': its 10 images d_t[0::10], the
+    RALIS agent's weak start set); 1 keeps them all in their listed order."""
+    start_early_stopping: bool = field(default=True, metadata=ADDED)
+    """Keep the start model's best epoch on val_split; False trains every epoch and keeps the last (as
+    the RALIS agent's weak start model is trained: same images, seed and training give the same model)."""
     pool_images: str = "ralis:d_v"
     """Pool images, same forms as start_images."""
     state_images: str = "ralis:d_s"
-    """RALIS only: the state set D_S (same forms; sorted order), loaded when a run uses strategy ralis."""
+    """The state set D_S (same forms; sorted order), loaded when a method observes one (ralis)."""
     val_split: str = "val"
     """Early stopping of every training (D_R)."""
     test_split: str = "test"
@@ -81,6 +87,10 @@ class ExperimentConfig:
     """'auto', 'cpu' or 'cuda'."""
     cache_dir: Path | None = field(default_factory=default_cache_dir)
     """On-disk feature cache (None: memory only)."""
+
+    def __post_init__(self) -> None:
+        if self.start_every < 1:
+            raise ConfigError(f"start_every is {self.start_every}; use 1 (every start image) or more")
 
 
 def resolve_images(spec: str, dataset_dir: Path, split: SegmentationSplit) -> list[str]:
@@ -117,7 +127,10 @@ def prepare(cfg: ExperimentConfig, progress: bool = True) -> Experiment:
     generator = seed_everything(cfg.start_seed)  # before the model is built: its initial weights too
     ddir = resolve_dataset_dir(cfg.data.dataset, cfg.data.data_root)
     split = load_split(ddir, cfg.split, cfg.data.size, cfg.data.fit, progress=progress)
-    start = split.subset(resolve_images(cfg.start_images, ddir, split))
+    start_stems = resolve_images(cfg.start_images, ddir, split)
+    if cfg.start_every > 1:
+        start_stems = sorted(start_stems)[::cfg.start_every]
+    start = split.subset(start_stems)
     pool_split = split.subset(resolve_images(cfg.pool_images, ddir, split))
     if set(start.stems) & set(pool_split.stems):
         raise ConfigError("start images and pool images overlap; choose disjoint sets")
@@ -135,25 +148,28 @@ def prepare(cfg: ExperimentConfig, progress: bool = True) -> Experiment:
     pool_src = make_source(model, pool_split, cache)
     grid = RegionGrid.from_counts(*cfg.data.size, cfg.region_rows, cfg.region_cols)
     state_src = None
-    if "ralis" in (cfg.al.strategy, *cfg.strategies):
+    if any(lookup(s).needs_state_set for s in (cfg.al.strategy, *cfg.strategies)):
         state_split = split.subset(sorted(resolve_images(cfg.state_images, ddir, split)))
         if set(state_split.stems) & set(pool_split.stems):
             raise ConfigError("state images and pool images overlap; choose disjoint sets")
         state_src = make_source(model, state_split, cache)
+    start_src = make_source(model, start, cache)
     pool = Pool(pool_src, GroundTruthOracle(pool_split.labels), grid, val_src, test_src, classes.num_classes,
-                classes.names, state_src)
+                classes.names, state_src, start_src)
 
     # the start model: trained once per configuration, shared by every run of the store
-    key = config_hash({"data": to_dict(cfg.data), "model": to_dict(cfg.model), "seed": cfg.start_seed,
-                        "train": to_dict(cfg.start_train), "images": start.stems, "test_size": cfg.test_size})
+    what = {"data": to_dict(cfg.data), "model": to_dict(cfg.model), "seed": cfg.start_seed,
+            "train": to_dict(cfg.start_train), "images": start.stems, "test_size": cfg.test_size}
+    if not cfg.start_early_stopping:
+        what["early_stopping"] = False
+    key = config_hash(what)
     path = Path(cfg.store).parent / f"start_model-{key}.pt"
     if path.is_file():
         model, meta = load_checkpoint(path, device)
         start_metrics = meta["extra"]["metrics"]
     else:
-        src = make_source(model, start, cache)
-        fit(model, src, val_src, classes.num_classes, cfg.start_train, device, generator,
-            align=coarsest_stride(model), progress=progress)
+        fit(model, start_src, val_src if cfg.start_early_stopping else None, classes.num_classes, cfg.start_train,
+            device, generator, align=coarsest_stride(model), progress=progress)
         start_metrics = {s: summarize(evaluate(model, m, classes.num_classes, device), classes.names)
                          for s, m in (("val", val_src), ("test", test_src))}
         save_checkpoint(path, model, cfg.model, classes, cfg.data.size, {"metrics": start_metrics,
@@ -169,8 +185,10 @@ def run_config(cfg: ExperimentConfig, al: ALConfig) -> dict:
     d["al"] = to_dict(al)
     if al.name is None:  # stores written before the field existed stay valid
         d["al"].pop("name")
-    if al.strategy != "ralis":  # other policies do not depend on the agent or its state set
+    method = lookup(al.strategy)
+    if not method.needs_state_set:  # the run does not depend on the state images
         d.pop("state_images")
+    if not method.needs_agent:
         d["al"].pop("agent")
     return d
 
@@ -212,8 +230,8 @@ def run_bounds(exp: Experiment) -> None:
             state.label(torch.arange(state.num_regions), 1)
             t = time.perf_counter()
             generator = seed_everything(1)
-            out = final_train_and_evaluate(copy.deepcopy(exp.start_model), exp.pool, state, exp.cfg.al.final_train,
-                                           exp.device, generator, exp.align)
+            out = final_train_and_evaluate(exp.start_model, exp.pool, state, exp.cfg.al.final_train,
+                                           exp.device, generator, exp.align, exp.cfg.al.final_include_start)
             hist = exp.pool.oracle.class_histogram(state, exp.pool.num_classes).tolist()
             for split in ("val", "test"):
                 store.record_evaluation("upper_bound", state.num_regions, split, state.num_regions, out[split], hist,

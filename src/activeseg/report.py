@@ -11,10 +11,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
+from scipy import stats  # noqa: E402
 
 from activeseg.store import RunStore  # noqa: E402
 
 BOUNDS = ("lower_bound", "upper_bound")
+BASELINE = "random"
 
 
 def _mean_std(xs: list[float]) -> tuple[float, float]:
@@ -29,6 +31,94 @@ def curves(evals: list[dict], split: str = "test") -> dict[str, dict[int, list[f
         if e["split"] == split:
             out[e["strategy"]][e["budget"]].append(e["miou"])
     return out
+
+
+def t_interval(xs: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and two-sided Student-t confidence interval of ``xs`` (NaN bounds for fewer than 2 values)."""
+    n = len(xs)
+    m = sum(xs) / n
+    if n < 2:
+        return m, math.nan, math.nan
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * _mean_std(xs)[1] / math.sqrt(n)
+    return m, m - half, m + half
+
+
+def paired_differences(evals: list[dict], baseline: str = BASELINE, split: str = "test",
+                       level: float = 0.95) -> dict[str, dict[int, dict]]:
+    """strategy -> budget -> mean, interval and n of (strategy - baseline) mIoU over the seeds both ran.
+
+    Runs of one seed share that seed's candidate pools and training randomness, so the difference per
+    seed removes what the seed does to both; the interval is Student's t over those differences.
+    """
+    by = {(e["strategy"], e["budget"], e["seed"]): e["miou"] for e in evals if e["split"] == split}
+    out: dict[str, dict[int, dict]] = defaultdict(dict)
+    for (strategy, budget, seed), v in sorted(by.items()):
+        if strategy in BOUNDS or strategy == baseline or (baseline, budget, seed) not in by:
+            continue
+        out[strategy].setdefault(budget, {"diffs": []})["diffs"].append(v - by[(baseline, budget, seed)])
+    for per_budget in out.values():
+        for cell in per_budget.values():
+            cell["mean"], cell["low"], cell["high"] = t_interval(cell["diffs"], level)
+            cell["n"] = len(cell["diffs"])
+    return dict(out)
+
+
+def _signed(v: float) -> str:
+    return "nan" if math.isnan(v) else f"{100 * v:+.1f}"
+
+
+def paired_table(evals: list[dict], split: str = "test", baseline: str = BASELINE) -> list[str]:
+    """Markdown lines: paired difference to ``baseline`` per strategy and budget with 95 % intervals."""
+    diffs = paired_differences(evals, baseline, split)
+    if not diffs:
+        return []
+    budgets = sorted({b for d in diffs.values() for b in d})
+    lines = [f"Paired difference to {baseline} ({split} mIoU points, same seeds): mean [95 % t-interval] (n); "
+             "* = interval above 0", "",
+             "| strategy | " + " | ".join(str(b) for b in budgets) + " |", "|---" * (len(budgets) + 1) + "|"]
+    for s, per_budget in sorted(diffs.items()):
+        cells = []
+        for b in budgets:
+            c = per_budget.get(b)
+            if c is None:
+                cells.append("-")
+                continue
+            star = "*" if c["low"] > 0 else ""
+            cells.append(f"{_signed(c['mean'])} [{_signed(c['low'])}, {_signed(c['high'])}] (n={c['n']}){star}")
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def plot_paired(store_path: Path, out_png: Path, split: str = "test", baseline: str = BASELINE) -> Path | None:
+    """Paired differences to ``baseline`` with 95 % intervals per budget; None when nothing pairs."""
+    store = RunStore(store_path)
+    evals = store.evaluations()
+    store.close()
+    diffs = paired_differences(evals, baseline, split)
+    if not diffs:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    budgets = sorted({b for d in diffs.values() for b in d})
+    width = (min(b - a for a, b in zip(budgets, budgets[1:])) if len(budgets) > 1 else 100) * 0.5
+    for i, (s, per_budget) in enumerate(sorted(diffs.items())):
+        bs = sorted(per_budget)
+        x = [b + width * (i / max(len(diffs) - 1, 1) - 0.5) for b in bs]
+        m = [100 * per_budget[b]["mean"] for b in bs]
+        lo = [m_ - 100 * per_budget[b]["low"] if not math.isnan(per_budget[b]["low"]) else 0 for m_, b in zip(m, bs)]
+        hi = [100 * per_budget[b]["high"] - m_ if not math.isnan(per_budget[b]["high"]) else 0 for m_, b in zip(m, bs)]
+        n = max(per_budget[b]["n"] for b in bs)
+        ax.errorbar(x, m, yerr=[lo, hi], marker="o", capsize=3, label=f"{s} (n = {n} seeds)")
+    ax.axhline(0, color="gray", linewidth=0.8)
+    ax.set_xlabel("labelled regions")
+    ax.set_ylabel(f"{split} mIoU − {baseline} (points)")
+    ax.set_title(f"Paired difference to {baseline}, mean and 95 % t-interval over seeds", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+    return out_png
 
 
 def class_entropy(hist: list[int]) -> float:
@@ -109,6 +199,9 @@ def markdown_table(store_path: Path, split: str = "test") -> str:
         if bound in data:
             budget, values = next(iter(data[bound].items()))
             lines.append(f"\n{bound.replace('_', ' ')} ({budget} regions labelled): {100 * values[0]:.1f}")
+    paired = paired_table(evals, split)
+    if paired:
+        lines += [""] + paired
     means = {s: {b: _mean_std(xs)[0] for b, xs in data[s].items()} for s in strategies}
     if len(strategies) > 1 and budgets:
         lines += ["", f"Regions each strategy needs to reach the best other strategy's mean {split} mIoU at "
@@ -162,25 +255,59 @@ def markdown_table(store_path: Path, split: str = "test") -> str:
 
 
 def plot_agent_history(summary: dict, out_png: Path) -> Path:
-    """Agent training: return per episode, and D_R mIoU at the budget and after the end-of-episode epoch."""
+    """Agent training, per episode: return; D_R mIoU at the budget and after the end-of-episode epoch;
+    TD loss (every update and the episode mean, log scale); |Q| of the chosen actions (mean and max);
+    gradient norm; exploration rate."""
     eps = summary["episodes"]
     x = [h["episode"] + 1 for h in eps]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(x, [h["return"] for h in eps], marker="o")
-    ax1.axhline(0, color="gray", linewidth=0.8)
-    ax1.set_xlabel("episode")
-    ax1.set_ylabel("return (sum of 100 x D_R mIoU gains)")
-    ax2.plot(x, [100 * h["step_miou"][-1] for h in eps], marker="o", label="at the budget")
-    ax2.plot(x, [100 * h["final_miou"] for h in eps], marker="s", label="after the end-of-episode epoch")
-    ax2.axhline(100 * summary["start_miou"], color="gray", linestyle=":", label="weak start model")
-    ax2.set_xlabel("episode")
-    ax2.set_ylabel("D_R mIoU (%)")
-    ax2.legend(fontsize=8)
-    for ax in (ax1, ax2):
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7))
+    (ax_ret, ax_miou, ax_loss), (ax_q, ax_grad, ax_eps) = axes
+    ax_ret.plot(x, [h["return"] for h in eps], marker="o")
+    ax_ret.axhline(0, color="gray", linewidth=0.8)
+    ax_ret.set_ylabel("return (sum of 100 x D_R mIoU gains)")
+    ax_miou.plot(x, [100 * h["step_miou"][-1] for h in eps], marker="o", label="at the budget")
+    ax_miou.plot(x, [100 * h["final_miou"] for h in eps], marker="s", label="after the end-of-episode epoch")
+    ax_miou.axhline(100 * summary["start_miou"], color="gray", linestyle=":", label="weak start model")
+    ax_miou.set_ylabel("D_R mIoU (%)")
+    ax_miou.legend(fontsize=8)
+
+    def per_step(key: str) -> tuple[list[float], list[float]]:
+        xs, ys = [], []
+        for h in eps:
+            values = h.get(key) or []
+            xs += [h["episode"] + 1 + (i + 0.5) / max(len(values), 1) - 0.5 for i in range(len(values))]
+            ys += values
+        return xs, ys
+
+    def episode_values(key: str) -> tuple[list[int], list[float]]:
+        pts = [(h["episode"] + 1, h.get(key, h.get("mean_loss") if key == "loss" else None)) for h in eps]
+        pts = [(a, b) for a, b in pts if b is not None]
+        return [a for a, _ in pts], [b for _, b in pts]
+
+    ax_loss.plot(*per_step("step_loss"), color="tab:blue", alpha=0.3, linewidth=0.8, label="every update")
+    ax_loss.plot(*episode_values("loss"), marker="o", color="tab:blue", label="episode mean")
+    ax_loss.set_yscale("log")
+    ax_loss.set_ylabel("TD (Huber) loss")
+    ax_loss.legend(fontsize=8)
+    ax_q.plot(*episode_values("q_abs_mean"), marker="o", label="mean |Q| of chosen actions")
+    ax_q.plot(*episode_values("q_abs_max"), marker="^", label="max |Q|")
+    ax_q.plot(x, [max((abs(r) for r in h["rewards"]), default=0) for h in eps], linestyle=":", color="gray",
+              label="max |reward| of the episode")
+    ax_q.set_ylabel("|Q|")
+    ax_q.legend(fontsize=8)
+    ax_grad.plot(*per_step("step_grad_norm"), color="tab:green", alpha=0.3, linewidth=0.8)
+    ax_grad.plot(*episode_values("grad_norm"), marker="o", color="tab:green")
+    ax_grad.set_yscale("log")
+    ax_grad.set_ylabel("gradient norm (before clipping)")
+    ax_eps.plot(*per_step("epsilons"), color="tab:purple")
+    ax_eps.set_ylabel("exploration rate ε")
+    ax_eps.set_ylim(0, 1)
+    for ax in axes.reshape(-1):
+        ax.set_xlabel("episode")
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     fig.tight_layout()
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=120)
+    fig.savefig(out_png, dpi=110)
     plt.close(fig)
     return out_png

@@ -9,6 +9,7 @@ import time
 from dataclasses import replace
 
 import pytest
+import torch
 import yaml
 
 from activeseg.al import loop
@@ -152,3 +153,51 @@ def test_changed_config_is_refused_for_an_existing_run(al_config):
     changed = replace(cfg, al=replace(cfg.al, candidates_per_pool=2))
     with pytest.raises(RuntimeError, match="another configuration"):
         run_one(prepare(changed, progress=False), changed.al, progress=False)
+
+
+def test_final_training_starts_from_the_start_model_with_the_start_set(al_config, monkeypatch):
+    """final_init: start_model + final_include_start: every budget's final training begins from the start
+    model's weights (not the step-by-step fine-tuned model) and trains on the start images too."""
+    cfg = load_experiment(al_config)
+    cfg = replace(cfg, al=replace(cfg.al, strategy="random", budgets=(8, 16), final_init="start_model",
+                                  final_include_start=True,
+                                  final_train=replace(cfg.al.final_train, crop=None, eval_initial=True)))
+    exp = prepare(cfg, progress=False)
+    start_weights = {k: v.clone() for k, v in exp.start_model.state_dict().items()}
+    calls = []
+    real_fit = loop.fit
+
+    def spy(model, source, *args, indices=None, keep=None, **kwargs):
+        calls.append({"same_as_start": all(torch.equal(v, start_weights[k]) for k, v in model.state_dict().items()),
+                      "kind": type(source).__name__, "first": len(source.first) if hasattr(source, "first") else 0,
+                      "indices": indices.tolist(), "labels": source.labels[indices].clone()})
+        return real_fit(model, source, *args, indices=indices, keep=keep, **kwargs)
+
+    monkeypatch.setattr(loop, "fit", spy)
+    run_one(exp, cfg.al, progress=False)
+    assert len(calls) == 2
+    n_start = 4
+    for call, budget in zip(calls, (8, 16)):
+        assert call["same_as_start"]  # not the model fine-tuned during the steps
+        assert call["kind"] == "ConcatSource" and call["first"] == n_start
+        assert call["indices"][:n_start] == list(range(n_start))  # every start image, fully labelled
+        start_labels, pool_labels = call["labels"][:n_start], call["labels"][n_start:]
+        assert (start_labels != 255).all()
+        assert (pool_labels != 255).sum() == budget * 24 * 16  # the labelled regions (24 x 16 px) only
+    # the run's stored config records the choices (new options are written when they are not default)
+    store = RunStore(cfg.store)
+    stored = store.db.execute("SELECT config FROM runs WHERE run_id='random-s1'").fetchone()[0]
+    store.close()
+    assert '"final_init": "start_model"' in stored and '"final_include_start": true' in stored
+    assert '"eval_initial": true' in stored
+
+
+def test_old_run_configs_keep_matching():
+    """Options added later enter a stored config only when they are not at their default, so stores
+    written before them still resume."""
+    from activeseg.config import to_dict
+
+    d = to_dict(loop.ALConfig())
+    assert "final_init" not in d and "final_include_start" not in d and "optimizer" not in d["final_train"]
+    d = to_dict(loop.ALConfig(final_init="start_model"))
+    assert d["final_init"] == "start_model"

@@ -5,13 +5,9 @@ import pytest
 import torch
 
 from activeseg.al.state import LabelledState
-from activeseg.al.strategies import (
-    STRATEGIES,
-    ScoredPolicy,
-    SelectionContext,
-    get_strategy,
-)
+from activeseg.al.strategies import ScoredPolicy, SelectionContext
 from activeseg.errors import ConfigError
+from activeseg.methods import Method, build_policy, lookup, names, register
 from activeseg.regions import RegionGrid
 
 GRID = RegionGrid(4, 4, 2, 2)  # 4 regions of 2 x 2 pixels
@@ -62,6 +58,22 @@ def test_pools_pick_each_pool_maximum():
 
 
 def test_registry_lists_valid_names():
-    assert set(STRATEGIES) >= {"random", "entropy", "margin", "bald"}
+    assert set(names()) >= {"random", "entropy", "margin", "bald", "ralis"}
     with pytest.raises(ConfigError, match="valid names"):
-        get_strategy("coreset")
+        build_policy("coreset")
+
+
+def test_each_home_registers_itself_and_al_names_no_method():
+    """al/ reaches methods through the registry only: no method module is imported by name there."""
+    import pathlib
+
+    import activeseg.al
+
+    al_dir = pathlib.Path(activeseg.al.__file__).parent
+    for path in al_dir.glob("*.py"):
+        text = path.read_text()
+        assert "activeseg.methods.ralis" not in text and "activeseg.methods.baselines" not in text, path
+    assert lookup("ralis").needs_agent and lookup("ralis").needs_state_set
+    assert not lookup("bald").needs_agent
+    with pytest.raises(ValueError, match="registered twice"):
+        register(Method("random", lambda agent: None))

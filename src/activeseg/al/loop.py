@@ -14,25 +14,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
 from activeseg.al.oracle import GroundTruthOracle
 from activeseg.al.state import LabelledState
-from activeseg.al.strategies import (
-    NEEDS_AGENT,
-    STRATEGIES,
-    Selection,
-    SelectionContext,
-    get_strategy,
-)
+from activeseg.al.strategies import Selection, SelectionContext
+from activeseg.config import ADDED
 from activeseg.errors import ConfigError
+from activeseg.methods import build_policy, lookup
 from activeseg.models.segmenter import Segmenter
 from activeseg.regions import RegionGrid
 from activeseg.store import RunStore
 from activeseg.train.metrics import summarize
-from activeseg.train.sources import FeatureSource, ImageSource
+from activeseg.train.sources import ConcatSource, FeatureSource, ImageSource
 from activeseg.train.trainer import (
     Source,
     TrainConfig,
@@ -51,7 +48,7 @@ class ALConfig:
     """One active-learning run."""
 
     strategy: str = "entropy"
-    """Selection policy: random, entropy, margin, bald, ralis."""
+    """Selection method by name (`activeseg.methods`): random, entropy, margin, bald, ralis."""
     agent: Path | None = None
     """ralis: the trained agent checkpoint (`activeseg agent train` writes agent_last.pt, agent_best.pt)."""
     name: str | None = None
@@ -77,18 +74,24 @@ class ALConfig:
     final_train: TrainConfig = field(default_factory=lambda: TrainConfig(
         max_epochs=40, patience=8, batch_size=16, lr=1e-3, crop=(128, 128)))
     """Training on all labelled regions at each budget, early stopping on the validation split."""
+    final_init: Literal["al_model", "start_model"] = field(default="al_model", metadata=ADDED)
+    """Weights final training starts from: 'al_model' (the model fine-tuned step by step during the run:
+    the RALIS reference) or 'start_model' (the run's start model, the same for every strategy and seed)."""
+    final_include_start: bool = field(default=False, metadata=ADDED)
+    """Final training (and the upper bound) also trains on the fully labelled start images."""
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(f"unknown strategy {self.strategy!r}; valid names: {sorted(STRATEGIES)}")
+        method = lookup(self.strategy)
         if not self.budgets or list(self.budgets) != sorted(set(self.budgets)) or self.budgets[0] <= 0:
             raise ConfigError(f"budgets {self.budgets} must be positive and strictly increasing")
         if self.regions_per_step < 1 or self.candidates_per_pool < 1 or self.mc_passes < 1:
             raise ConfigError("regions_per_step, candidates_per_pool and mc_passes must be >= 1")
-        if self.strategy == "ralis" and self.agent is None:
-            raise ConfigError(NEEDS_AGENT)
+        if method.needs_agent and self.agent is None:
+            raise ConfigError(method.missing_agent)
         if self.selection not in ("pools", "global_topk"):
             raise ConfigError(f"selection is {self.selection!r}; use 'pools' or 'global_topk'")
+        if self.final_init not in ("al_model", "start_model"):
+            raise ConfigError(f"al.final_init is {self.final_init!r}; use 'al_model' or 'start_model'")
 
     @property
     def label(self) -> str:
@@ -115,6 +118,8 @@ class Pool:
     class_names: tuple[str, ...]
     state_set: Source | None = None
     """RALIS's state set D_S (only its inputs are used)."""
+    start: Source | None = None
+    """The fully labelled start images (final training may include them)."""
 
 
 def step_seeds(seed: int, step: int) -> dict:
@@ -144,7 +149,7 @@ def fine_tune_step(model: Segmenter, optimizer: torch.optim.Optimizer, pool: Poo
     keep = [pool.grid.box(int(r)) for r in new % R]
     batches = make_batches(partial_source(pool, state), images, cfg.batch_size, generator, cfg.flip, cfg.crop,
                            align, keep)
-    train_one_epoch(model, batches, optimizer, device)
+    train_one_epoch(model, batches, optimizer, device, grad_clip=cfg.grad_clip)
 
 
 def labelled_images(pool: Pool, state: LabelledState) -> tuple[torch.Tensor, list[list[tuple]]]:
@@ -157,15 +162,24 @@ def labelled_images(pool: Pool, state: LabelledState) -> tuple[torch.Tensor, lis
 
 
 def final_train_and_evaluate(model: Segmenter, pool: Pool, state: LabelledState, cfg: TrainConfig,
-                             device: torch.device, generator: torch.Generator, align: int) -> dict:
+                             device: torch.device, generator: torch.Generator, align: int,
+                             include_start: bool = False) -> dict:
     """Trains a copy of ``model`` on every labelled region (crops around a random labelled region of each
-    image), early stopping on val; returns its val and test metrics. ``model`` itself is unchanged."""
+    image), and with ``include_start`` on the fully labelled start images too, early stopping on val;
+    returns its val and test metrics. ``model`` itself is unchanged."""
     trained = copy.deepcopy(model)
     images, keep = labelled_images(pool, state)
-    result = fit(trained, partial_source(pool, state), pool.val, pool.num_classes, cfg, device, generator,
+    source: Source | ConcatSource = partial_source(pool, state)
+    if include_start:
+        if pool.start is None:
+            raise ConfigError("final_include_start needs the start images; run through `activeseg run`/`benchmark`")
+        n = len(pool.start)
+        source = ConcatSource(pool.start, source)
+        images, keep = torch.cat([torch.arange(n), images + n]), [None] * n + keep
+    result = fit(trained, source, pool.val, pool.num_classes, cfg, device, generator,
                  indices=images, keep=keep, align=align, progress=False)
     return {
-        "epochs": len(result.history),
+        "epochs": sum(1 for h in result.history if h["epoch"] >= 0),
         "val": summarize(evaluate(trained, pool.val, pool.num_classes, device), pool.class_names),
         "test": summarize(evaluate(trained, pool.test, pool.num_classes, device), pool.class_names),
     }
@@ -193,11 +207,12 @@ def run_active_learning(cfg: ALConfig, start_model: Segmenter, pool: Pool, store
         optimizer.load_state_dict(ckpt["optimizer"])
         state.load_state_dict(ckpt["state"])
         log.info("resuming %s after step %d (%d regions labelled)", run_id, step, state.num_labelled)
-    strategy = get_strategy(cfg.strategy, cfg.agent)
+    strategy = build_policy(cfg.strategy, cfg.agent)
     K = cfg.regions_per_step
     try:
         while True:
-            _evaluate_due_budgets(cfg, run_id, model, pool, state, store, device, align)
+            final_from = start_model if cfg.final_init == "start_model" else model
+            _evaluate_due_budgets(cfg, run_id, final_from, pool, state, store, device, align)
             if state.num_labelled >= cfg.budgets[-1]:
                 break
             step += 1
@@ -227,13 +242,14 @@ def run_active_learning(cfg: ALConfig, start_model: Segmenter, pool: Pool, store
 
 def _evaluate_due_budgets(cfg: ALConfig, run_id: str, model: Segmenter, pool: Pool, state: LabelledState,
                           store: RunStore, device: torch.device, align: int) -> None:
-    """Final training and evaluation for every budget reached but not yet evaluated."""
+    """Final training (from ``model``) and evaluation for every budget reached but not yet evaluated."""
     for budget in cfg.budgets:
         if state.num_labelled < budget or store.has_evaluation(run_id, budget, "test"):
             continue
         _, generator = _generators(step_seeds(cfg.seed, 1_000_000 + budget))
         t = time.perf_counter()
-        out = final_train_and_evaluate(model, pool, state, cfg.final_train, device, generator, align)
+        out = final_train_and_evaluate(model, pool, state, cfg.final_train, device, generator, align,
+                                       cfg.final_include_start)
         hist = pool.oracle.class_histogram(state, pool.num_classes).tolist()
         for split in ("val", "test"):
             store.record_evaluation(run_id, budget, split, state.num_labelled, out[split], hist, out["epochs"],

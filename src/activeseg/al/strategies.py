@@ -1,7 +1,8 @@
-"""Selection policies. Each one = region scores (pixel scores pooled per region) + a selection rule.
+"""What every selection policy shares: the context it observes, the ``Policy`` protocol, and the scored
+policy (region scores = pixel scores pooled per region, then a selection rule).
 
 Every policy implements ``select(ctx) -> (global region ids, their scores)``; the loop never asks
-which one it runs. The registry maps names to policies; an unknown name lists the valid ones.
+which one it runs. The methods themselves live in ``activeseg.methods``, registered by name.
 """
 
 from __future__ import annotations
@@ -12,13 +13,10 @@ from typing import Literal, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from activeseg.al.candidates import sample_pools, select_global_topk, select_per_pool
 from activeseg.al.oracle import GroundTruthOracle
-from activeseg.al.scoring import BALDAccumulator, entropy, margin
 from activeseg.al.state import LabelledState
-from activeseg.errors import ConfigError
 from activeseg.models.segmenter import Segmenter
 from activeseg.train.sources import FeatureSource, ImageSource
 
@@ -55,27 +53,6 @@ def encoded_inputs(model: Segmenter, source: FeatureSource | ImageSource, images
     if isinstance(inputs, torch.Tensor):
         return model.encode(inputs.to(device)), size
     return [f.to(device).float() for f in inputs], size
-
-
-def softmax_scores(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
-    """Pixel scores from one deterministic pass: ``fn(probs [N,C,H,W]) -> [N,H,W]``."""
-
-    def pixel_scores(ctx: SelectionContext, images: torch.Tensor) -> torch.Tensor:
-        feats, size = encoded_inputs(ctx.model, ctx.pool, images, ctx.device)
-        return fn(ctx.model.decoder(feats, size).softmax(1))
-
-    return pixel_scores
-
-
-def bald_pixel_scores(ctx: SelectionContext, images: torch.Tensor) -> torch.Tensor:
-    """BALD over ``mc_passes`` dropout samples at the decoder's dropout point; the features before it
-    are computed once, and the passes are accumulated as they are produced."""
-    feats, size = encoded_inputs(ctx.model, ctx.pool, images, ctx.device)
-    y = ctx.model.decoder.embed(feats)
-    acc = BALDAccumulator()
-    for _ in range(ctx.mc_passes):
-        acc.update(ctx.model.decoder.classify(F.dropout(y, ctx.mc_dropout, training=True), size).softmax(1))
-    return acc.score()
 
 
 class ScoredPolicy:
@@ -117,35 +94,5 @@ class ScoredPolicy:
         return picked, scores[picked]
 
 
-NEEDS_AGENT = ("strategy 'ralis' needs a trained agent: pass --agent PATH (or al.agent in the config); "
-               "train one with `activeseg agent train configs/ralis_agent_camvid.yaml`")
-
-
-def _ralis(agent: str | None = None) -> "Policy":
-    if agent is None:
-        raise ConfigError(NEEDS_AGENT)
-    from activeseg.ralis.policy import (
-        RalisPolicy,  # the agent's package builds on this module
-    )
-
-    return RalisPolicy.load(agent)
-
-
 class Policy(Protocol):
     def select(self, ctx: SelectionContext) -> tuple[torch.Tensor, torch.Tensor]: ...
-
-
-STRATEGIES: dict[str, Callable[..., Policy]] = {
-    "random": lambda agent=None: ScoredPolicy(None),
-    "entropy": lambda agent=None: ScoredPolicy(softmax_scores(entropy)),
-    "margin": lambda agent=None: ScoredPolicy(softmax_scores(margin)),
-    "bald": lambda agent=None: ScoredPolicy(bald_pixel_scores),
-    "ralis": _ralis,
-}
-
-
-def get_strategy(name: str, agent: str | None = None) -> Policy:
-    """The policy called ``name``; ``agent`` is the trained query network that 'ralis' needs."""
-    if name not in STRATEGIES:
-        raise ConfigError(f"unknown strategy {name!r}; valid names: {sorted(STRATEGIES)}")
-    return STRATEGIES[name](agent)

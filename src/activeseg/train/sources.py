@@ -122,3 +122,38 @@ def crop_box(size: tuple[int, int], crop: tuple[int, int], align: int, generator
         s = starts[int(torch.randint(len(starts), (1,), generator=generator))]
         out += [s, s + c]
     return tuple(out)  # type: ignore[return-value]
+
+
+@dataclass
+class ConcatSource:
+    """Two sources of the same kind behind one index space: ``first``'s items, then ``second``'s
+    (e.g. fully labelled start images followed by the partially labelled pool)."""
+
+    first: "ImageSource | FeatureSource"
+    second: "ImageSource | FeatureSource"
+
+    def __post_init__(self) -> None:
+        if type(self.first) is not type(self.second):
+            raise TypeError("ConcatSource needs two sources of the same kind (both cached features or both images)")
+
+    def __len__(self) -> int:
+        return len(self.first) + len(self.second)
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return torch.cat([self.first.labels, self.second.labels])
+
+    def inputs(self, index: torch.Tensor, flipped: torch.Tensor, box: list[Box] | None):
+        n = len(self.first)
+        parts = []  # (positions in the batch, inputs, labels) of each source
+        for source, rows, offset in ((self.first, (index < n).nonzero().reshape(-1), 0),
+                                     (self.second, (index >= n).nonzero().reshape(-1), n)):
+            if len(rows):
+                sub_box = [box[i] for i in rows.tolist()] if box is not None else None
+                parts.append((rows, *source.inputs(index[rows] - offset, flipped[rows], sub_box)))
+        order = torch.argsort(torch.cat([rows for rows, _, _ in parts]))  # back to the batch's order
+        labels = torch.cat([lab for _, _, lab in parts])[order]
+        if isinstance(parts[0][1], torch.Tensor):
+            return torch.cat([x for _, x, _ in parts])[order], labels
+        levels = len(parts[0][1])
+        return [torch.cat([x[lvl] for _, x, _ in parts])[order] for lvl in range(levels)], labels

@@ -10,11 +10,13 @@ import copy
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from activeseg.config import ADDED
 from activeseg.errors import ConfigError
 from activeseg.models.segmenter import Segmenter
 from activeseg.train.metrics import confusion_matrix, mean_iou
@@ -35,13 +37,22 @@ class TrainConfig:
     batch_size: int = 8
     """Images (or crops) per gradient step."""
     lr: float = 2e-3
-    """Peak learning rate of AdamW (cosine decay to 0 over max_epochs)."""
+    """Peak learning rate (cosine decay to 0 over max_epochs)."""
     weight_decay: float = 1e-4
-    """AdamW weight decay."""
+    """Weight decay (decoupled for AdamW, L2 for SGD)."""
     crop: tuple[int, int] | None = None
     """Random crop (H, W) in pixels, aligned to the encoder's coarsest stride; None: whole images."""
     flip: bool = True
     """Random horizontal flips."""
+    optimizer: Literal["adamw", "sgd"] = field(default="adamw", metadata=ADDED)
+    """'adamw' or 'sgd' (with ``momentum``; the RALIS spec's per-step fine-tuning optimiser)."""
+    momentum: float = field(default=0.9, metadata=ADDED)
+    """SGD momentum (ignored by AdamW)."""
+    grad_clip: float | None = field(default=None, metadata=ADDED)
+    """Clip the gradient norm of every step to this value (None: no clipping)."""
+    eval_initial: bool = field(default=False, metadata=ADDED)
+    """Evaluate the starting weights on the validation split before the first epoch; they are kept
+    unless an epoch beats them (training that starts from a good model never ends worse on val)."""
 
     def __post_init__(self) -> None:
         if self.max_epochs < 1 or self.batch_size < 1:
@@ -52,6 +63,10 @@ class TrainConfig:
             raise ConfigError(f"train.lr is {self.lr}; use a positive learning rate such as 2e-3")
         if self.crop is not None and min(self.crop) < 1:
             raise ConfigError(f"train.crop is {self.crop}; give a positive (H, W) or leave it unset")
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ConfigError(f"train.optimizer is {self.optimizer!r}; use 'adamw' or 'sgd'")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ConfigError(f"train.grad_clip is {self.grad_clip}; use a positive norm such as 4, or leave it unset")
 
 
 @dataclass
@@ -113,8 +128,9 @@ def _to(inputs: object, device: torch.device) -> object:
 
 
 def train_one_epoch(model: Segmenter, batches: Iterator, optimizer: torch.optim.Optimizer,
-                    device: torch.device, total: int | None = None, progress: bool = False) -> float:
-    """One pass over ``batches``; returns the mean loss."""
+                    device: torch.device, total: int | None = None, progress: bool = False,
+                    grad_clip: float | None = None) -> float:
+    """One pass over ``batches``; returns the mean loss. ``grad_clip`` bounds each step's gradient norm."""
     model.train()
     losses = []
     for inputs, labels in tqdm(batches, total=total, desc="train", disable=not progress, leave=False):
@@ -123,6 +139,8 @@ def train_one_epoch(model: Segmenter, batches: Iterator, optimizer: torch.optim.
         loss = segmentation_loss(logits, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], grad_clip)
         optimizer.step()
         losses.append(loss.item())
     return sum(losses) / max(len(losses), 1)
@@ -151,6 +169,8 @@ def evaluate(model: Segmenter, source: Source, num_classes: int, device: torch.d
 
 def make_optimizer(model: Segmenter, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
@@ -160,18 +180,25 @@ def fit(model: Segmenter, train: Source, val: Source | None, num_classes: int, c
         on_improve: Callable[[Segmenter, dict], None] | None = None) -> FitResult:
     """Trains with early stopping on ``val`` mIoU; the model ends holding its best weights.
 
-    Without ``val``, every epoch counts as an improvement and the last weights are kept.
+    Without ``val``, every epoch counts as an improvement and the last weights are kept. With
+    ``cfg.eval_initial`` (and ``val``), the starting weights are epoch -1 of the history and the best
+    unless an epoch beats them.
     ``on_improve(model, record)`` is called after each improving epoch (e.g. to save a checkpoint).
     """
     indices = torch.arange(len(train)) if indices is None else indices
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.max_epochs)
     result, best_state, stale = FitResult(), None, 0
+    if cfg.eval_initial and val is not None:
+        miou = mean_iou(evaluate(model, val, num_classes, device))
+        result.history.append({"epoch": -1, "loss": None, "val_miou": miou, "lr": None})
+        result.best_epoch, result.best_miou = -1, miou
+        best_state = copy.deepcopy(model.state_dict())
     steps = math.ceil(len(indices) / cfg.batch_size)
     bar = tqdm(range(cfg.max_epochs), desc="epochs", disable=not progress)
     for epoch in bar:
         batches = make_batches(train, indices, cfg.batch_size, generator, cfg.flip, cfg.crop, align, keep)
-        loss = train_one_epoch(model, batches, optimizer, device, total=steps)
+        loss = train_one_epoch(model, batches, optimizer, device, total=steps, grad_clip=cfg.grad_clip)
         scheduler.step()
         miou = mean_iou(evaluate(model, val, num_classes, device)) if val is not None else None
         record = {"epoch": epoch, "loss": loss, "val_miou": miou, "lr": scheduler.get_last_lr()[0]}

@@ -12,28 +12,8 @@ import yaml
 
 from activeseg.config import load_yaml
 from activeseg.errors import ConfigError
-from activeseg.ralis.agent import AgentConfig, train_agent
-from activeseg.ralis.policy import load_agent
-
-
-@pytest.fixture
-def agent_yaml(tmp_path, synthetic_dir):
-    (tmp_path / "state.txt").write_text("train_0000\ntrain_0001\n")
-    (tmp_path / "agent_pool.txt").write_text("\n".join(f"train_{i:04d}" for i in range(2, 12)))
-    cfg = {
-        "data": {"dataset": str(synthetic_dir), "height": 48, "width": 64},
-        "model": {"encoder": "tiny", "pretrained": False, "decoder_width": 16},
-        "state_images": str(tmp_path / "state.txt"), "pool_images": str(tmp_path / "agent_pool.txt"),
-        "start_every": 5, "start_train": {"max_epochs": 3, "patience": 0, "batch_size": 4, "lr": 0.01},
-        "episodes": 1, "budget": 16, "regions_per_step": 4, "candidates_per_pool": 3,
-        "step_train": {"max_epochs": 1, "patience": 0, "batch_size": 8, "lr": 0.005, "crop": [64, 64]},
-        "episode_end_batch_size": 4, "region_rows": 2, "region_cols": 4,
-        "dqn": {"batch_size": 4, "replay_capacity": 12},
-        "seed": 3, "out": str(tmp_path / "agent"), "device": "cpu", "cache_dir": None,
-    }
-    path = tmp_path / "agent.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+from activeseg.methods.ralis.agent import AgentConfig, train_agent
+from activeseg.methods.ralis.policy import load_agent
 
 
 def test_episodes_checkpoints_and_resume(agent_yaml):
@@ -89,3 +69,24 @@ def test_cli_agent_train_then_ralis_run(tmp_path, agent_yaml, al_config_cli):
     assert "| ralis |" in table and "| ralis_best |" in table
     missing = _cli("run", "--config", al_config_cli, "--strategy", "ralis", check=False)
     assert missing.returncode == 2 and "activeseg agent train" in missing.stderr
+
+
+def test_reward_over_a_random_pick_cancels_the_fine_tuning_noise(agent_yaml):
+    """gain_over_random: a policy that picks what the random twin picks earns exactly 0 at every step
+    (same model, same regions, same randomness); the step mIoU still follows the chosen regions."""
+    from activeseg.methods.ralis.agent import prepare_env, run_episode
+
+    cfg = replace(load_yaml(agent_yaml, AgentConfig), reward="gain_over_random")
+    env = prepare_env(cfg, progress=False)
+    import numpy as np
+
+    episode = 0
+    twin = np.random.default_rng([cfg.seed, episode, 1])  # the twin's stream, replayed
+
+    def same_as_twin(obs, step, rng):
+        return [int(twin.integers(len(p))) for p in obs.pools], 0.0
+
+    record = run_episode(cfg, env, episode, same_as_twin)
+    assert record["rewards"] == pytest.approx([0.0] * len(record["rewards"]), abs=1e-9)
+    other = run_episode(cfg, env, episode, lambda obs, step, rng: ([0] * len(obs.pools), 0.0))
+    assert any(abs(r) > 1e-6 for r in other["rewards"])

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import torch
 
-from activeseg.ralis.dqn import (
+from activeseg.methods.ralis.dqn import (
     ReplayBuffer,
     Transition,
     double_dqn_targets,
@@ -11,7 +11,7 @@ from activeseg.ralis.dqn import (
     epsilon,
     huber,
 )
-from activeseg.ralis.qnet import QueryNetwork
+from activeseg.methods.ralis.qnet import QueryNetwork
 
 
 def test_epsilon_schedule():
@@ -53,5 +53,5 @@ def test_update_on_all_terminal_batch_fits_rewards():
     policy, target = QueryNetwork(state_regions=4, phi_dim=6, kl_dim=2), QueryNetwork(state_regions=4, phi_dim=6, kl_dim=2)
     opt = torch.optim.SGD(policy.parameters(), lr=1e-2, momentum=0.9)
     batch = [Transition(torch.randn(4, 6), torch.randn(3, 8), i % 3, float(i % 3), None, None, True) for i in range(16)]
-    losses = [dqn_update(policy, target, opt, batch) for _ in range(200)]
+    losses = [dqn_update(policy, target, opt, batch)["loss"] for _ in range(200)]
     assert losses[-1] < 0.2 * losses[0]

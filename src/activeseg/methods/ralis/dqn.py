@@ -75,12 +75,19 @@ def huber(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def dqn_update(policy: torch.nn.Module, target: torch.nn.Module, optimizer: torch.optim.Optimizer,
-               batch: list[Transition], gamma: float = 0.999, target_bn_mode: str = "eval") -> float:
-    """One gradient step of double DQN with the Huber loss; returns the loss.
+               batch: list[Transition], gamma: float = 0.999, target_bn_mode: str = "eval",
+               policy_next_bn_mode: str = "eval", grad_clip: float | None = None) -> dict[str, float]:
+    """One gradient step of double DQN with the Huber loss.
 
-    The policy net runs in train mode for Q(S, a) and in eval mode to choose a* in S'; the target net
-    evaluates a* with its batch norm in ``target_bn_mode`` ('eval': running statistics, or 'train'). A
+    The policy net runs in train mode for Q(S, a); on S' it chooses a* with its batch norm in
+    ``policy_next_bn_mode`` and the target net evaluates a* with its batch norm in ``target_bn_mode``
+    ('eval': running statistics, the reference; 'train': batch statistics, as Q(S, a) is fitted). A
     batch whose transitions are all terminal needs no next-state pass (targets = rewards).
+    ``grad_clip`` bounds the gradient norm (None: no clipping).
+
+    Returns:
+        ``loss`` (TD Huber loss), ``q_abs_mean`` and ``q_abs_max`` (|Q(S, a)| of the batch's actions),
+        ``grad_norm`` (before clipping), ``target_abs_mean`` (|y|).
     """
     state = torch.stack([t.state for t in batch])  # [B, |S|, D]
     cand = torch.stack([t.candidates for t in batch])  # [B, N, D + 64]
@@ -93,7 +100,7 @@ def dqn_update(policy: torch.nn.Module, target: torch.nn.Module, optimizer: torc
         if len(live):
             ns = torch.stack([batch[i].next_state for i in live])
             nc = torch.stack([batch[i].next_candidates for i in live])
-            policy.eval()
+            policy.train(policy_next_bn_mode == "train")
             q_pol = policy(ns, nc)
             target.train(target_bn_mode == "train")
             q_tgt = target(ns, nc)
@@ -103,5 +110,9 @@ def dqn_update(policy: torch.nn.Module, target: torch.nn.Module, optimizer: torc
     loss = huber(q, targets)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    params = [p for p in policy.parameters() if p.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip is not None else math.inf)
     optimizer.step()
-    return loss.item()
+    qa = q.detach().abs()
+    return {"loss": loss.item(), "q_abs_mean": qa.mean().item(), "q_abs_max": qa.max().item(),
+            "grad_norm": float(norm), "target_abs_mean": targets.abs().mean().item()}

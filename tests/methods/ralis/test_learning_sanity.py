@@ -5,8 +5,8 @@ terminal episodes)."""
 import numpy as np
 import torch
 
-from activeseg.ralis.dqn import ReplayBuffer, Transition, dqn_update, epsilon
-from activeseg.ralis.qnet import QueryNetwork
+from activeseg.methods.ralis.dqn import ReplayBuffer, Transition, dqn_update, epsilon
+from activeseg.methods.ralis.qnet import QueryNetwork
 
 
 def _pool(g, n=5):

@@ -7,12 +7,13 @@ import torch
 from activeseg.al.candidates import sample_pools
 from activeseg.al.oracle import GroundTruthOracle
 from activeseg.al.state import LabelledState
-from activeseg.al.strategies import SelectionContext, get_strategy
+from activeseg.al.strategies import SelectionContext
 from activeseg.errors import ConfigError
+from activeseg.methods import build_policy
+from activeseg.methods.ralis.features import DescriptorConfig, kl_histogram
+from activeseg.methods.ralis.policy import RalisPolicy, load_agent, observe, save_agent
+from activeseg.methods.ralis.qnet import QueryNetwork
 from activeseg.models.segmenter import ModelConfig, build_model
-from activeseg.ralis.features import DescriptorConfig, kl_histogram
-from activeseg.ralis.policy import RalisPolicy, load_agent, observe, save_agent
-from activeseg.ralis.qnet import QueryNetwork
 from activeseg.regions import RegionGrid
 from activeseg.train.sources import ImageSource
 
@@ -73,7 +74,7 @@ def test_greedy_policy_picks_one_region_per_pool_by_q(tmp_path):
     qnet = QueryNetwork(16, C + 1 + 192, 64)
     path = tmp_path / "agent.pt"
     save_agent(path, qnet, DescriptorConfig(), C, {"note": "untrained"})
-    policy = get_strategy("ralis", str(path))
+    policy = build_policy("ralis", str(path))
     assert isinstance(policy, RalisPolicy)
     ctx = SelectionContext(model, pool, state, torch.device("cpu"), np.random.default_rng(3),
                            torch.Generator().manual_seed(0), k=4, n=3, revealed=oracle, state_set=state_set)
@@ -94,7 +95,7 @@ def test_agent_checkpoint_errors(tmp_path):
     with pytest.raises(ConfigError, match="not an activeseg RALIS agent"):
         load_agent(tmp_path / "other.pt")
     with pytest.raises(ConfigError, match="needs a trained agent"):
-        get_strategy("ralis")
+        build_policy("ralis")
     qnet, desc, c = QueryNetwork(8, C + 1 + 192, 64), DescriptorConfig(entropy_pool="adaptive"), C
     save_agent(tmp_path / "a.pt", qnet, desc, c, {})
     back, desc_back, c_back = load_agent(tmp_path / "a.pt")

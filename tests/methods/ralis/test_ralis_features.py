@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from activeseg.ralis.features import (
+from activeseg.methods.ralis.features import (
     action_features,
     kl_histogram,
     pool_entropy,

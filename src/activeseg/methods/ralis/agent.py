@@ -27,20 +27,20 @@ from activeseg.al.candidates import sample_pools
 from activeseg.al.loop import Pool, fine_tune_step, labelled_images, partial_source
 from activeseg.al.oracle import GroundTruthOracle
 from activeseg.al.state import LabelledState
-from activeseg.config import DataConfig, to_dict
+from activeseg.config import ADDED, DataConfig, to_dict
 from activeseg.data.folder import load_split
 from activeseg.data.roots import resolve_dataset_dir
 from activeseg.device import resolve_device, seed_everything
-from activeseg.errors import ConfigError
+from activeseg.errors import ActiveSegError, ConfigError
 from activeseg.experiment import config_hash, resolve_images
 from activeseg.features import FeatureCache
 from activeseg.fileio import atomic_torch_save
+from activeseg.methods.ralis.dqn import ReplayBuffer, Transition, dqn_update, epsilon
+from activeseg.methods.ralis.features import DescriptorConfig
+from activeseg.methods.ralis.policy import Observation, RalisPolicy, observe, save_agent
+from activeseg.methods.ralis.qnet import QueryNetwork
 from activeseg.models.segmenter import ModelConfig, Segmenter, build_model
 from activeseg.pipeline import coarsest_stride, default_cache_dir, make_source
-from activeseg.ralis.dqn import ReplayBuffer, Transition, dqn_update, epsilon
-from activeseg.ralis.features import DescriptorConfig
-from activeseg.ralis.policy import Observation, RalisPolicy, observe, save_agent
-from activeseg.ralis.qnet import QueryNetwork
 from activeseg.regions import RegionGrid
 from activeseg.train.checkpoint import load_checkpoint, save_checkpoint
 from activeseg.train.metrics import mean_iou
@@ -85,18 +85,41 @@ class DQNConfig:
     first_reward_baseline: Literal["zero", "start_miou"] = "start_miou"
     """Q1: the 'previous' D_R mIoU of an episode's first reward: 0 (reference: the first reward is the
     whole mIoU, tens of points) or the start model's (default: every reward is a gain)."""
-    target_bn_mode: Literal["eval", "train"] = "eval"
-    """Batch-norm mode of the target network in updates."""
+    target_bn_mode: Literal["eval", "train"] = "train"
+    """Batch-norm mode of the target network when it evaluates the next state: 'train' (batch statistics,
+    the way Q(S, a) is fitted) or 'eval' (running statistics: the reference, which diverges, see
+    docs/results.md section 6)."""
+    policy_next_bn_mode: Literal["eval", "train"] = "train"
+    """Batch-norm mode of the query network when it chooses the next state's action ('eval': reference)."""
     qnet_first_relu: bool = True
     """Q6: ReLU on the batch-normalised raw input of the first blocks (reference)."""
+    grad_clip: float | None = None
+    """Clip the gradient norm of every DQN update to this value (reference: None, no clipping)."""
+    lr_decay_every: Literal["step", "episode"] = "step"
+    """Q2: apply lr_decay after every step and the episode end (reference), or once per episode."""
+    epsilon_unit: Literal["step", "episode"] = "step"
+    """Q3: the exploration clock t (and epsilon_tau_steps) counts steps (reference) or episodes."""
+    runaway_loss_factor: float = 10.0
+    """Stop training when an episode's mean TD loss exceeds this many times the largest of the first
+    five episodes' (0: never)."""
+    runaway_q_factor: float = 2.0
+    """Stop training when a chosen action's |Q| exceeds this many times the largest return an episode
+    can have (steps per episode x the largest |reward| seen so far): a value estimate no reward sequence
+    can justify (0: never)."""
 
     def __post_init__(self) -> None:
         if self.epsilon_clock not in ("global", "per_episode"):
             raise ConfigError(f"dqn.epsilon_clock is {self.epsilon_clock!r}; use 'global' or 'per_episode'")
         if self.first_reward_baseline not in ("zero", "start_miou"):
             raise ConfigError(f"dqn.first_reward_baseline is {self.first_reward_baseline!r}; use 'zero' or 'start_miou'")
-        if self.target_bn_mode not in ("eval", "train"):
-            raise ConfigError(f"dqn.target_bn_mode is {self.target_bn_mode!r}; use 'eval' or 'train'")
+        for key in ("target_bn_mode", "policy_next_bn_mode"):
+            if getattr(self, key) not in ("eval", "train"):
+                raise ConfigError(f"dqn.{key} is {getattr(self, key)!r}; use 'eval' or 'train'")
+        for key in ("lr_decay_every", "epsilon_unit"):
+            if getattr(self, key) not in ("step", "episode"):
+                raise ConfigError(f"dqn.{key} is {getattr(self, key)!r}; use 'step' or 'episode'")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ConfigError(f"dqn.grad_clip is {self.grad_clip}; use a positive norm, or leave it unset")
         if self.batch_size < 1 or self.replay_capacity < self.batch_size or self.target_sync_steps < 1:
             raise ConfigError("dqn: need batch_size >= 1, replay_capacity >= batch_size, target_sync_steps >= 1")
 
@@ -125,6 +148,11 @@ class AgentConfig:
     """D_R: the reward is 100 x the gain of mIoU on this split."""
     reward_subset: int | None = None
     """Use a fixed seeded subset of this many D_R images (None: all)."""
+    reward: Literal["gain", "gain_over_random"] = field(default="gain", metadata=ADDED)
+    """'gain': 100 x the D_R mIoU gain of the step (spec); 'gain_over_random': 100 x (D_R mIoU after
+    fine-tuning on the chosen regions - after fine-tuning a copy of the same model, with the same
+    randomness, on one random candidate per pool): what the choice added, with the fine-tuning's own
+    noise and drift cancelled (one more fine-tune and D_R evaluation per step)."""
     episodes: int = 20
     budget: int = 480
     """Regions labelled per episode (B_train)."""
@@ -147,6 +175,8 @@ class AgentConfig:
     cache_dir: Path | None = field(default_factory=default_cache_dir)
 
     def __post_init__(self) -> None:
+        if self.reward not in ("gain", "gain_over_random"):
+            raise ConfigError(f"reward is {self.reward!r}; use 'gain' or 'gain_over_random'")
         if self.episodes < 1 or self.budget < 1 or self.start_every < 1:
             raise ConfigError("episodes, budget and start_every must be >= 1")
 
@@ -221,14 +251,49 @@ class Learner:
     replay: ReplayBuffer
     t: int = 0
     """Active-learning steps taken over all episodes (the global exploration clock)."""
+    episodes: int = 0
+    """Episodes finished (the exploration clock when dqn.epsilon_unit is 'episode')."""
 
     def decay_lr(self, factor: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] *= factor
 
+    def epsilon(self, dqn: DQNConfig, step: int) -> float:
+        """Exploration rate at ``step`` of the current episode."""
+        if dqn.epsilon_unit == "episode":
+            clock = self.episodes
+        else:
+            clock = self.t if dqn.epsilon_clock == "global" else step
+        return epsilon(clock, dqn.epsilon_start, dqn.epsilon_end, dqn.epsilon_tau_steps)
+
+    def learn(self, dqn: DQNConfig, obs: Observation, actions: list[int], reward: float,
+              nxt: Observation | None, step: int, rng: np.random.Generator) -> dict[str, float] | None:
+        """After step ``step`` of an episode: pushes its K transitions (``nxt`` None: terminal), makes one
+        DQN update once the replay holds a batch, decays the learning rate, syncs the target every
+        ``target_sync_steps``. Returns the update's statistics (None before the first update)."""
+        for k, a in enumerate(actions):
+            self.replay.push(Transition(obs.state, obs.candidates[k], a, reward,
+                                        None if nxt is None else nxt.state,
+                                        None if nxt is None else nxt.candidates[k], nxt is None))
+        stats = None
+        if len(self.replay) >= dqn.batch_size:
+            stats = dqn_update(self.qnet, self.target, self.optimizer, self.replay.sample(dqn.batch_size, rng),
+                               dqn.gamma, dqn.target_bn_mode, dqn.policy_next_bn_mode, dqn.grad_clip)
+        if dqn.lr_decay_every == "step":
+            self.decay_lr(dqn.lr_decay)
+        if step % dqn.target_sync_steps == 0:
+            self.target.load_state_dict(self.qnet.state_dict())
+        self.t += 1
+        return stats
+
+    def end_episode(self, dqn: DQNConfig) -> None:
+        self.decay_lr(dqn.lr_decay)  # the reference's decay after the end-of-episode epoch, or the episode's
+        self.episodes += 1
+
     def state_dict(self) -> dict:
         return {"qnet": self.qnet.state_dict(), "target": self.target.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "replay": self.replay.state_dict(), "t": self.t}
+                "optimizer": self.optimizer.state_dict(), "replay": self.replay.state_dict(), "t": self.t,
+                "episodes": self.episodes}
 
     def load_state_dict(self, state: dict) -> None:
         self.qnet.load_state_dict(state["qnet"])
@@ -236,15 +301,33 @@ class Learner:
         self.optimizer.load_state_dict(state["optimizer"])
         self.replay.load_state_dict(state["replay"])
         self.t = state["t"]
+        self.episodes = state.get("episodes", 0)
+
+
+def make_learner_for(dqn: DQNConfig, state_regions: int, phi_dim: int, seed: int) -> Learner:
+    """A fresh query network (seeded), its target copy, the SGD optimizer and an empty replay."""
+    torch.manual_seed(seed)
+    qnet = QueryNetwork(state_regions, phi_dim, 64, dqn.qnet_first_relu)
+    target = copy.deepcopy(qnet)
+    opt = torch.optim.SGD(qnet.parameters(), lr=dqn.lr, momentum=dqn.momentum, weight_decay=dqn.weight_decay)
+    return Learner(qnet, target, opt, ReplayBuffer(dqn.replay_capacity))
 
 
 def make_learner(cfg: AgentConfig, state_regions: int, num_classes: int) -> Learner:
-    torch.manual_seed(cfg.seed)
-    qnet = QueryNetwork(state_regions, cfg.descriptors.phi_dim(num_classes), 64, cfg.dqn.qnet_first_relu)
-    target = copy.deepcopy(qnet)
-    opt = torch.optim.SGD(qnet.parameters(), lr=cfg.dqn.lr, momentum=cfg.dqn.momentum,
-                          weight_decay=cfg.dqn.weight_decay)
-    return Learner(qnet, target, opt, ReplayBuffer(cfg.dqn.replay_capacity))
+    return make_learner_for(cfg.dqn, state_regions, cfg.descriptors.phi_dim(num_classes), cfg.seed)
+
+
+UPDATE_KEYS = ("loss", "q_abs_mean", "q_abs_max", "grad_norm", "target_abs_mean")
+
+
+def episode_diagnostics(updates: dict[str, list[float]]) -> dict:
+    """An episode's record of its DQN updates: every step's values (``step_<key>``) and the episode's
+    mean (max for ``q_abs_max``); None where the episode made no update."""
+    out: dict = {f"step_{k}": v for k, v in updates.items()}
+    for k, v in updates.items():
+        out[k] = (max(v) if k == "q_abs_max" else float(np.mean(v))) if v else None
+    out["mean_loss"] = out["loss"]  # the name of histories written before the diagnostics
+    return out
 
 
 Chooser = Callable[[Observation, int, np.random.Generator], tuple[list[int], float]]
@@ -253,12 +336,10 @@ Chooser = Callable[[Observation, int, np.random.Generator], tuple[list[int], flo
 
 def epsilon_greedy(cfg: AgentConfig, learner: Learner, num_classes: int) -> Chooser:
     """One coin per step for all pools: a uniform index in each pool, or the argmax of Q."""
-    dqn = cfg.dqn
     policy = RalisPolicy(learner.qnet, cfg.descriptors, num_classes)
 
     def choose(obs: Observation, step: int, rng: np.random.Generator) -> tuple[list[int], float]:
-        clock = learner.t if dqn.epsilon_clock == "global" else step
-        eps = epsilon(clock, dqn.epsilon_start, dqn.epsilon_end, dqn.epsilon_tau_steps)
+        eps = learner.epsilon(cfg.dqn, step)
         if rng.random() < eps:
             return [int(rng.integers(len(p))) for p in obs.pools], eps
         return [int(q.argmax()) for q in policy.q_values(obs)], eps
@@ -267,18 +348,23 @@ def epsilon_greedy(cfg: AgentConfig, learner: Learner, num_classes: int) -> Choo
 
 
 def run_episode(cfg: AgentConfig, env: AgentEnv, episode: int, choose: Chooser, learner: Learner | None = None,
-                on_step: Callable[[dict], None] | None = None) -> dict:
+                on_step: Callable[[dict], None] | None = None, train_seed: int | None = None) -> dict:
     """One simulated active-learning episode on D_T; returns its record.
 
     With a ``learner``, every step pushes the K transitions and makes one DQN update (agent training);
     without, the episode only measures the policy ``choose`` (same pools and seeds per episode).
+    The pools and choices draw from (seed, episode); the fine-tuning's crops, flips and dropout from
+    ``train_seed`` when given (to separate the reward's noise from the selection's effect), else from
+    (seed, episode) too.
     """
     t_start = time.perf_counter()
     pool, device, dqn = env.pool, env.device, cfg.dqn
     num_classes = pool.num_classes
     rng = np.random.default_rng([cfg.seed, episode])
-    torch.manual_seed(cfg.seed * 100_003 + episode)
-    generator = torch.Generator().manual_seed(cfg.seed * 100_003 + episode)
+    ref_rng = np.random.default_rng([cfg.seed, episode, 1])  # the random picks of gain_over_random
+    torch_seed = cfg.seed * 100_003 + (episode if train_seed is None else 7_919 * train_seed + 1)
+    torch.manual_seed(torch_seed)
+    generator = torch.Generator().manual_seed(torch_seed)
     model = copy.deepcopy(env.start_model).to(device)
     seg_opt = make_optimizer(model, cfg.step_train)
     state = LabelledState(len(pool.oracle.labels), pool.grid)
@@ -290,10 +376,13 @@ def run_episode(cfg: AgentConfig, env: AgentEnv, episode: int, choose: Chooser, 
 
     prev = 0.0 if dqn.first_reward_baseline == "zero" else env.start_miou
     obs = look()
-    rewards, losses, epsilons, mious = [], [], [], []
+    rewards, epsilons, mious = [], [], []
+    updates: dict[str, list[float]] = {key: [] for key in UPDATE_KEYS}
     for i in range(cfg.steps_per_episode):
         actions, eps = choose(obs, i, rng)
         picked = torch.tensor([int(p[a]) for p, a in zip(obs.pools, actions)], dtype=torch.long)
+        if cfg.reward == "gain_over_random":
+            prev = random_pick_miou(cfg, env, model, seg_opt, state, obs, generator, ref_rng, i + 1)
         state.label(picked, i + 1)
         fine_tune_step(model, seg_opt, pool, state, picked, cfg.step_train, device, generator, env.align)
         miou = mean_iou(evaluate(model, pool.val, num_classes, device))
@@ -302,16 +391,10 @@ def run_episode(cfg: AgentConfig, env: AgentEnv, episode: int, choose: Chooser, 
         done = state.num_labelled >= cfg.budget
         nxt = None if done else look()
         if learner is not None:
-            for k, a in enumerate(actions):
-                learner.replay.push(Transition(obs.state, obs.candidates[k], a, reward, None if done else nxt.state,
-                                               None if done else nxt.candidates[k], done))
-            if len(learner.replay) >= dqn.batch_size:
-                losses.append(dqn_update(learner.qnet, learner.target, learner.optimizer,
-                                         learner.replay.sample(dqn.batch_size, rng), dqn.gamma, dqn.target_bn_mode))
-            learner.decay_lr(dqn.lr_decay)
-            if i % dqn.target_sync_steps == 0:
-                learner.target.load_state_dict(learner.qnet.state_dict())
-            learner.t += 1
+            update = learner.learn(dqn, obs, actions, reward, nxt, i, rng)
+            if update is not None:
+                for key in UPDATE_KEYS:
+                    updates[key].append(update[key])
             save_agent(Path(cfg.out) / "agent_last.pt", learner.qnet, cfg.descriptors, num_classes,
                        {"episode": episode, "step": i + 1})
         rewards.append(reward)
@@ -324,15 +407,32 @@ def run_episode(cfg: AgentConfig, env: AgentEnv, episode: int, choose: Chooser, 
     images, keep = labelled_images(pool, state)
     batches = make_batches(partial_source(pool, state), images, cfg.episode_end_batch_size, generator,
                            cfg.step_train.flip, cfg.step_train.crop, env.align, keep)
-    train_one_epoch(model, batches, seg_opt, device)
+    train_one_epoch(model, batches, seg_opt, device, grad_clip=cfg.step_train.grad_clip)
     final = mean_iou(evaluate(model, pool.val, num_classes, device))
     if learner is not None:
-        learner.decay_lr(dqn.lr_decay)
+        learner.end_episode(dqn)
     return {"episode": episode, "return": float(sum(rewards)), "rewards": rewards, "step_miou": mious,
-            "final_miou": final, "epsilons": epsilons, "mean_loss": float(np.mean(losses)) if losses else None,
+            "final_miou": final, "epsilons": epsilons, **episode_diagnostics(updates),
             "dqn_lr": learner.optimizer.param_groups[0]["lr"] if learner is not None else None,
             "labelled_class_pixels": pool.oracle.class_histogram(state, num_classes).tolist(),
             "seconds": time.perf_counter() - t_start}
+
+
+def random_pick_miou(cfg: AgentConfig, env: AgentEnv, model: Segmenter, optimizer: torch.optim.Optimizer,
+                     state: LabelledState, obs: Observation, generator: torch.Generator,
+                     rng: np.random.Generator, step: int) -> float:
+    """D_R mIoU of a copy of ``model`` (and its optimizer) fine-tuned on one random candidate per pool,
+    with the randomness the real fine-tuning is about to use (the generators are restored after)."""
+    twin, twin_opt = copy.deepcopy((model, optimizer))
+    twin_state = LabelledState(state.labelled_step.shape[0], state.grid)
+    twin_state.load_state_dict(state.state_dict())
+    picks = torch.tensor([int(p[rng.integers(len(p))]) for p in obs.pools], dtype=torch.long)
+    twin_state.label(picks, step)
+    saved, saved_global = generator.get_state(), torch.get_rng_state()
+    fine_tune_step(twin, twin_opt, env.pool, twin_state, picks, cfg.step_train, env.device, generator, env.align)
+    generator.set_state(saved)
+    torch.set_rng_state(saved_global)
+    return mean_iou(evaluate(twin, env.pool.val, env.pool.num_classes, env.device))
 
 
 def _resume_config(cfg: AgentConfig) -> dict:
@@ -376,6 +476,16 @@ def train_agent(cfg: AgentConfig, progress: bool = True) -> dict:
             record = run_episode(cfg, env, episode, epsilon_greedy(cfg, learner, env.pool.num_classes), learner,
                                  on_step)
             history.append(record)
+            why = runaway(history, cfg.dqn, steps)
+            if why is not None:
+                write_history(out, history, env.start_miou)
+                raise AgentDivergedError(
+                    f"agent training stopped after episode {episode + 1}: {why}. The query network is "
+                    f"diverging; {out / 'history.json'} and agent_training.png show the curves, and "
+                    f"{resume_path.name} and agent_best.pt keep the agent of the episodes before. Remedies: "
+                    "dqn.target_bn_mode and dqn.policy_next_bn_mode 'train', dqn.grad_clip (e.g. 1), "
+                    "dqn.lr_decay < 1 with dqn.lr_decay_every 'episode', a smaller dqn.lr; train into a new "
+                    "out folder")
             extra = {"episode": episode, "final_miou": record["final_miou"]}
             if record["final_miou"] > best:
                 best = record["final_miou"]
@@ -389,6 +499,35 @@ def train_agent(cfg: AgentConfig, progress: bool = True) -> dict:
     finally:
         bar.close()
     return write_history(out, history, env.start_miou)
+
+
+class AgentDivergedError(ActiveSegError):
+    """The query network's TD loss or |Q| ran away; training stopped."""
+
+
+def runaway(history: list[dict], dqn: DQNConfig, steps: int) -> str | None:
+    """Why the last episode shows a diverging query network, or None.
+
+    Two bounds: the episode's mean TD loss against ``runaway_loss_factor`` x the largest of the first five
+    episodes' (checked from the sixth on), and the largest |Q| of a chosen action against
+    ``runaway_q_factor`` x ``steps`` x the largest |reward| seen so far: Q estimates a return-to-go,
+    which no sequence of ``steps`` such rewards can exceed.
+    """
+    last = history[-1]
+    losses = [h["loss"] for h in history if h.get("loss") is not None]
+    if dqn.runaway_loss_factor > 0 and len(history) > 5 and last.get("loss") is not None and len(losses) > 5:
+        first = max(losses[:5])
+        if last["loss"] > dqn.runaway_loss_factor * first:
+            return (f"its mean TD loss {last['loss']:.3g} exceeds {dqn.runaway_loss_factor:g} x {first:.3g}, the "
+                    "largest of the first five episodes (dqn.runaway_loss_factor)")
+    r_max = max((abs(r) for h in history for r in h["rewards"]), default=0.0)
+    if dqn.runaway_q_factor > 0 and last.get("q_abs_max") is not None and r_max > 0:
+        bound = dqn.runaway_q_factor * steps * r_max
+        if last["q_abs_max"] > bound:
+            return (f"a chosen action's |Q| reached {last['q_abs_max']:.3g}, above {bound:.3g} = "
+                    f"{dqn.runaway_q_factor:g} x {steps} steps x the largest |reward| {r_max:.3g} "
+                    "(dqn.runaway_q_factor)")
+    return None
 
 
 def write_history(out: Path, history: list[dict], start_miou: float) -> dict:

@@ -17,14 +17,14 @@ from activeseg.al.strategies import SelectionContext, encoded_inputs
 from activeseg.config import from_dict, to_dict
 from activeseg.errors import ConfigError
 from activeseg.fileio import atomic_torch_save
-from activeseg.models.segmenter import Segmenter
-from activeseg.ralis.features import (
+from activeseg.methods.ralis.features import (
     BINS,
     DescriptorConfig,
     action_features,
     region_descriptors,
 )
-from activeseg.ralis.qnet import QueryNetwork
+from activeseg.methods.ralis.qnet import QueryNetwork
+from activeseg.models.segmenter import Segmenter
 from activeseg.regions import RegionGrid
 from activeseg.train.sources import FeatureSource, ImageSource
 
