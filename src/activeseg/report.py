@@ -109,16 +109,8 @@ def plot_paired(store_path: Path, out_png: Path, split: str = "test", baseline: 
         n = max(per_budget[b]["n"] for b in bs)
         ax.errorbar(x, m, yerr=[lo, hi], marker="o", capsize=3, label=f"{s} (n = {n} seeds)")
     ax.axhline(0, color="gray", linewidth=0.8)
-    ax.set_xlabel("labelled regions")
-    ax.set_ylabel(f"{split} mIoU − {baseline} (points)")
     ax.set_title(f"Paired difference to {baseline}, mean and 95 % t-interval over seeds", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
-    return out_png
+    return _save_budget_plot(fig, ax, out_png, f"{split} mIoU − {baseline} (points)")
 
 
 def class_entropy(hist: list[int]) -> float:
@@ -162,8 +154,13 @@ def plot_curves(store_path: Path, out_png: Path, split: str = "test") -> Path:
         if bound in data:
             v = 100 * next(iter(data[bound].values()))[0]
             ax.axhline(v, color="gray", linestyle=style, label=f"{bound.replace('_', ' ')} ({v:.1f})")
+    return _save_budget_plot(fig, ax, out_png, f"{split} mIoU (%)")
+
+
+def _save_budget_plot(fig: plt.Figure, ax: plt.Axes, out_png: Path, ylabel: str) -> Path:
+    """Axis labels, grid and legend of a plot over labelled regions; writes it and closes the figure."""
     ax.set_xlabel("labelled regions")
-    ax.set_ylabel(f"{split} mIoU (%)")
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
