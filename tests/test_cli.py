@@ -72,3 +72,92 @@ def test_active_learning_run_then_plot(tmp_path, al_config_cli):
 def test_unknown_strategy_lists_valid_names(al_config_cli):
     p = activeseg("run", "--config", al_config_cli, "--strategy", "coreset", check=False)
     assert p.returncode == 2 and "valid names" in p.stderr
+
+
+def _edit(path, **changes):
+    import yaml
+
+    cfg = yaml.safe_load(path.read_text())
+    for key, value in changes.items():
+        section, _, name = key.rpartition("__")
+        (cfg[section] if section else cfg)[name] = value
+    path.write_text(yaml.safe_dump(cfg))
+
+
+def test_budget_beyond_pool_stops_before_anything_is_written(tmp_path, al_config_cli):
+    _edit(al_config_cli, al__budgets=[8, 100])  # the pool holds 8 images x 8 regions = 64
+    for args in (("run", "--config", al_config_cli, "--strategy", "random"), ("benchmark", al_config_cli)):
+        p = activeseg(*args, "--quiet", check=False)
+        assert p.returncode == 2 and "Traceback" not in p.stderr
+        assert "al.budgets" in p.stderr and "100" in p.stderr and "has 64" in p.stderr
+        assert not (tmp_path / "runs").exists()
+
+
+def test_image_keys_of_a_camvid_preset_on_another_dataset_name_the_key(tmp_path, al_config_cli):
+    _edit(al_config_cli, start_images="ralis:d_t")
+    p = activeseg("run", "--config", al_config_cli, "--strategy", "random", "--quiet", check=False)
+    assert p.returncode == 2 and "start_images" in p.stderr and "ralis_splits.json" in p.stderr
+    assert "random:N" in p.stderr and not (tmp_path / "runs").exists()
+
+
+def _user_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    for fragment in fragments:
+        assert fragment in proc.stderr, proc.stderr
+
+
+def test_plot_refuses_what_is_not_a_store_and_writes_nothing(tmp_path):
+    empty = tmp_path / "empty.sqlite"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    for target, fragment in ((empty, "not a run store"), (text, "not a run store"), (tmp_path, "is a folder"),
+                             (tmp_path / "missing.sqlite", "not found")):
+        _user_error(activeseg("plot", target, "--out", tmp_path / "report", check=False), fragment, "store.sqlite")
+    assert empty.read_bytes() == b"" and text.read_text() == "hello"
+    assert not (tmp_path / "report").exists()
+
+
+def test_malformed_budgets_and_config_folder(tmp_path, al_config_cli):
+    _user_error(activeseg("run", "--config", al_config_cli, "--budgets", "8,abc", check=False), "--budgets", "8,abc")
+    _user_error(activeseg("run", "--config", al_config_cli, "--budgets", "8,-16", check=False), "positive")
+    _user_error(activeseg("run", "--config", tmp_path, check=False), "is a folder")
+    _user_error(activeseg("benchmark", tmp_path, check=False), "is a folder")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_run_without_config_asks_for_one(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "activeseg.cli", "run"], capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 2 and "--config" in p.stderr and not (tmp_path / "runs").exists()
+
+
+def test_evaluate_on_files_that_are_not_checkpoints(tmp_path):
+    import torch
+
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a model")
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    for target, fragment in ((junk, "not a checkpoint"), (other, "not an activeseg model checkpoint"),
+                             (tmp_path, "is a folder")):
+        p = activeseg("evaluate", target, check=False)
+        _user_error(p, fragment, "model.pt")
+        assert "weights_only" not in p.stderr
+
+
+def test_ctrl_c_exits_130_with_the_resume_hint(monkeypatch, capsys, al_config_cli):
+    import pytest
+
+    from activeseg import cli, commands
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "run_al", interrupted)
+    monkeypatch.setattr(sys, "argv", ["activeseg", "run", "--config", str(al_config_cli), "--quiet"])
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    assert info.value.code == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "--resume" in err and "Traceback" not in err

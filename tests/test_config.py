@@ -36,3 +36,46 @@ def test_unknown_key_lists_valid_ones():
 def test_invalid_value_says_how_to_fix():
     with pytest.raises(ConfigError, match="'stretch' or 'pad'"):
         DataConfig(fit="crop")
+
+
+def test_yaml_exponent_numbers_are_numbers(tmp_path):
+    from activeseg.experiment import ExperimentConfig
+
+    path = tmp_path / "c.yaml"  # PyYAML reads 1e-3 (no dot) as a string
+    path.write_text("al:\n  step_train: {lr: 1e-3, weight_decay: 1e-4}\n  budgets: [48, 96]\n")
+    cfg = load_yaml(path, ExperimentConfig)
+    assert cfg.al.step_train.lr == 0.001 and cfg.al.step_train.weight_decay == 0.0001
+    assert cfg.al.budgets == (48, 96)
+
+
+@pytest.mark.parametrize("text, key, given, expected", [
+    ("al: {budgets: 240}\n", "al.budgets", "240", "expected a list"),
+    ("al: {regions_per_step: many}\n", "al.regions_per_step", "'many'", "valid integer"),
+    ("al: {step_train: {lr: fast}}\n", "al.step_train.lr", "'fast'", "valid number"),
+    ("al: {final_init: scratch}\n", "al.final_init", "'scratch'", "'al_model' or 'start_model'"),
+    ("seeds: [1, 2.5]\n", "seeds.1", "2.5", "fractional part"),
+])
+def test_wrong_types_name_file_key_value_and_expectation(tmp_path, text, key, given, expected):
+    from activeseg.experiment import ExperimentConfig
+
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_yaml(path, ExperimentConfig)
+    message = str(info.value)
+    assert str(path) in message and f"'{key}'" in message and f"given {given}" in message and expected in message
+
+
+def test_nested_unknown_key_names_section_and_valid_keys(tmp_path):
+    from activeseg.experiment import ExperimentConfig
+
+    with pytest.raises(ConfigError, match=r"unknown key 'al.step_train.learning_rate'.*batch_size.*lr"):
+        from_dict(ExperimentConfig, {"al": {"step_train": {"learning_rate": 0.1}}})
+
+
+def test_folder_or_binary_file_as_config(tmp_path):
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_yaml(tmp_path, TrainCommand)
+    (tmp_path / "x.yaml").write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ConfigError, match="not a valid YAML"):
+        load_yaml(tmp_path / "x.yaml", TrainCommand)

@@ -23,6 +23,8 @@ app.add_typer(data_app, name="data")
 agent_app = typer.Typer(no_args_is_help=True, help="RALIS: train the agent that learns which regions to label.")
 app.add_typer(agent_app, name="agent")
 
+RESUME_HINT = ("interrupted: every finished step, episode and checkpoint is saved. Run the same command again to "
+               "continue (`activeseg run` needs --resume; `benchmark` and `agent train` resume by themselves).")
 DATA_ROOT_HELP = "Data root (default: $ACTIVESEG_DATA, then ../shared/data, then the user cache)."
 
 
@@ -105,17 +107,29 @@ def evaluate(
         typer.echo(f"  {name:<14} {'   -  ' if iou is None else f'{iou:.4f}'}")
 
 
+def _int_list(text: str, option: str) -> tuple[int, ...]:
+    """``480,960`` -> (480, 960), or a usage error naming the option."""
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a comma-separated list of whole numbers (e.g. 480,960)",
+                                 param_hint=option) from None
+    if any(v <= 0 for v in values):
+        raise typer.BadParameter(f"{text!r}: every value must be positive", param_hint=option)
+    return values
+
+
 def _experiment(config: Optional[Path], store: Optional[Path], device: Optional[str], budgets: Optional[str]):
     cfg = commands.load_experiment(config)
     al = cfg.al
     if budgets:
-        al = replace(al, budgets=tuple(int(b) for b in budgets.split(",")))
+        al = replace(al, budgets=_int_list(budgets, "--budgets"))
     return _set(cfg, store=store, device=device, al=al)
 
 
 @app.command()
 def run(
-    config: Optional[Path] = typer.Option(None, help="Experiment preset (see configs/, e.g. camvid_cpu.yaml)."),
+    config: Path = typer.Option(..., help="Experiment preset (see configs/, e.g. configs/camvid_demo.yaml)."),
     strategy: Optional[str] = typer.Option(None, help="random, entropy, margin, bald or ralis."),
     agent: Optional[Path] = typer.Option(None, help="ralis: the trained agent (agent_last.pt or agent_best.pt)."),
     seed: Optional[int] = typer.Option(None, help="Seed of the run."),
@@ -165,11 +179,15 @@ def agent_train(
     config: Path = typer.Argument(..., help="Agent preset (e.g. configs/ralis_agent_camvid.yaml)."),
     episodes: Optional[int] = typer.Option(None, help="Episodes in all (a resumed training continues to this)."),
     out: Optional[Path] = typer.Option(None, help="Output folder (default from the preset)."),
+    seed: Optional[int] = typer.Option(None, help="Agent seed (default from the preset); give --out with it."),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train a RALIS agent on simulated episodes; resumes from the last finished episode in its folder."""
-    cfg = _set(commands.load_agent_config(config), episodes=episodes, out=out, device=device)
+    if seed is not None and out is None:
+        raise typer.BadParameter("give --out with --seed, so agents of different seeds do not share a folder",
+                                 param_hint="--seed")
+    cfg = _set(commands.load_agent_config(config), episodes=episodes, out=out, device=device, seed=seed)
     summary = commands.run_agent_train(cfg, progress=not quiet)
     eps = summary["episodes"]
     typer.echo(f"{len(eps)} episodes in {summary['total_seconds'] / 60:.1f} min; weak start D_R mIoU "
@@ -213,9 +231,10 @@ def main() -> None:
     except ActiveSegError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        typer.echo("interrupted; checkpoints written so far are complete", err=True)
-        sys.exit(130)
+    except SystemExit as exc:  # Ctrl-C reaches here as exit status 130 (typer turns it into Exit(130))
+        if exc.code == 130:
+            typer.echo(RESUME_HINT, err=True)
+        raise
 
 
 if __name__ == "__main__":

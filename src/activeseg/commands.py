@@ -17,7 +17,7 @@ from activeseg.data.folder import load_split, read_pair, scan_split
 from activeseg.data.roots import resolve_dataset_dir, user_data_dir
 from activeseg.device import resolve_device, seed_everything
 from activeseg.errors import ConfigError
-from activeseg.experiment import ExperimentConfig, prepare, run_one
+from activeseg.experiment import ExperimentConfig, check, prepare, run_one
 from activeseg.experiment import run_benchmark as run_grid
 from activeseg.features import FeatureCache
 from activeseg.methods.ralis.agent import AgentConfig, train_agent
@@ -174,6 +174,7 @@ def load_experiment(config: Path | None) -> ExperimentConfig:
 
 def run_al(cfg: ExperimentConfig, resume: bool = False, progress: bool = True) -> list[dict]:
     """One active-learning run (cfg.al.strategy, cfg.al.seed); returns its evaluations."""
+    check(cfg)  # before the store is created or any image read
     store = RunStore(cfg.store)
     existing = {r["run_id"]: r["status"] for r in store.runs()}
     store.close()
@@ -192,22 +193,21 @@ def run_al(cfg: ExperimentConfig, resume: bool = False, progress: bool = True) -
 
 def run_benchmark(cfg: ExperimentConfig, progress: bool = True) -> tuple[Path, Path, str]:
     """The grid of strategies x seeds (finished runs skipped, interrupted ones resumed), then the plot."""
+    check(cfg)
     store = run_grid(cfg, progress)
     return run_plot(store, store.parent)
 
 
 def run_plot(store: Path, out_dir: Path | None = None) -> tuple[Path, Path, str]:
     """Learning-curve PNG and markdown table of a store; returns their paths and the table."""
-    if not Path(store).is_file():
-        raise ConfigError(f"{store}: run store not found; pass the store.sqlite written by `activeseg run` or "
-                          "`activeseg benchmark`")
+    RunStore.open_existing(store).close()
     out_dir = out_dir or Path(store).parent
     png = plot_curves(Path(store), out_dir / "learning_curves.png")
     plot_paired(Path(store), out_dir / "paired_differences.png")
     table = markdown_table(Path(store))
     md = out_dir / "results.md"
     md.write_text(table)
-    store_db = RunStore(Path(store))
+    store_db = RunStore.open_existing(Path(store))
     try:  # every evaluation of every run, for tracing the tables back to runs and seeds
         (out_dir / "evaluations.json").write_text(json.dumps(store_db.evaluations(), indent=0))
     finally:

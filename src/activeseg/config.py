@@ -10,12 +10,14 @@ A YAML file maps section names to the fields of the command's dataclass, e.g.::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from activeseg.errors import ConfigError
 
@@ -46,48 +48,80 @@ class DataConfig:
         return (self.height, self.width)
 
 
-def _convert(tp: Any, value: Any) -> Any:
-    """Coerces YAML scalars/lists into the annotated field type (Path, tuple, nested dataclass)."""
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value)
-    if value is None:
-        return None
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _convert(args[0], value) if len(args) == 1 else value
-    if tp is Path:
-        return Path(value)
-    if origin is tuple:
-        return tuple(value)
-    return value
+def _forbid_extra(cls: type) -> None:
+    """Marks ``cls`` and every dataclass nested in its fields as rejecting unknown keys (pydantic reads
+    ``__pydantic_config__`` from standard dataclasses)."""
+    if "__pydantic_config__" not in vars(cls):
+        cls.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+    for tp in typing.get_type_hints(cls).values():
+        for inner in (tp, *typing.get_args(tp)):
+            if dataclasses.is_dataclass(inner) and isinstance(inner, type):
+                _forbid_extra(inner)
+
+
+@functools.lru_cache(maxsize=None)
+def _adapter(cls: type) -> TypeAdapter:
+    _forbid_extra(cls)
+    return TypeAdapter(cls)
+
+
+def _section(cls: type, loc: tuple) -> type:
+    """The dataclass that owns the key at ``loc`` (a pydantic error location)."""
+    for key in loc[:-1]:
+        tp = typing.get_type_hints(cls).get(str(key)) if isinstance(key, str) else None
+        inner = [t for t in (tp, *typing.get_args(tp)) if dataclasses.is_dataclass(t) and isinstance(t, type)]
+        if not inner:
+            break
+        cls = inner[0]
+    return cls
+
+
+def _explain(cls: type, error: dict) -> str:
+    """One line per validation error: the dotted key, what was given and what is expected."""
+    loc = tuple(error["loc"])
+    key = ".".join(str(k) for k in loc) or "(top level)"
+    if error["type"] == "unexpected_keyword_argument":
+        owner = _section(cls, loc)
+        valid = sorted(f.name for f in dataclasses.fields(owner))
+        return f"unknown key '{key}'; valid keys here: {', '.join(valid)}"
+    expected = error["msg"].replace("Input should be a valid tuple", "Input should be a list")
+    expected = expected.replace("Input should be", "expected").replace("Input", "the value")
+    return f"key '{key}': given {error.get('input')!r}; {expected}"
 
 
 def from_dict(cls: type, values: dict[str, Any] | None) -> Any:
-    """Builds dataclass ``cls`` from a dict, rejecting unknown keys with the list of valid ones."""
-    values = values or {}
+    """Builds dataclass ``cls`` from a dict, validating every field by its type annotation (pydantic, lax
+    mode: YAML's ``1e-3`` read as a string becomes a float); unknown keys are rejected with the valid ones.
+
+    Raises:
+        ConfigError: naming each offending key, the value given and what is expected.
+    """
+    values = {} if values is None else values
     if not isinstance(values, dict):
-        raise ConfigError(f"expected a mapping for {cls.__name__}, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ConfigError(f"unknown {cls.__name__} keys {unknown}; valid keys: {sorted(names)}")
-    return cls(**{k: _convert(hints[k], v) for k, v in values.items()})
+        raise ConfigError(f"expected a mapping of keys to values, got {values!r}")
+    try:
+        return _adapter(cls).validate_python(values)
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_explain(cls, e) for e in exc.errors())) from None
+    except TypeError as exc:  # e.g. a missing required field
+        raise ConfigError(str(exc)) from None
 
 
 def load_yaml(path: Path, cls: type) -> Any:
     """Loads a YAML preset into dataclass ``cls``."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; give a YAML config file (the presets are in configs/)")
     try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: config file not found; see configs/ for presets") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found; see configs/ for presets") from None
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: not a valid YAML text file ({exc})") from None
     try:
         return from_dict(cls, raw)
-    except (ConfigError, TypeError) as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 #: Field metadata of options added after run stores and cached models were first written: such a field

@@ -22,8 +22,8 @@ from activeseg.al.loop import (
 from activeseg.al.oracle import GroundTruthOracle
 from activeseg.al.state import LabelledState
 from activeseg.config import ADDED, DataConfig, to_dict
-from activeseg.data.camvid import ralis_splits
-from activeseg.data.folder import SegmentationSplit, load_split, read_stems_file
+from activeseg.data.folder import load_split, scan_split
+from activeseg.data.subsets import resolve_images
 from activeseg.data.roots import resolve_dataset_dir
 from activeseg.device import resolve_device, seed_everything
 from activeseg.errors import ConfigError
@@ -54,7 +54,7 @@ class ExperimentConfig:
     split: str = "train"
     """Split holding the start images and the pool."""
     start_images: str = "ralis:d_t"
-    """Start-model images: 'ralis:d_s|d_t|d_v', 'all', or a file of stems."""
+    """Start-model images: 'all', 'random:N', 'ralis:d_s|d_t|d_v' (CamVid) or a file of stems."""
     start_every: int = field(default=1, metadata=ADDED)
     """Keep every n-th start image in sorted order (10 with 'ralis:d_t': its 10 images d_t[0::10], the
     RALIS agent's weak start set); 1 keeps them all in their listed order."""
@@ -62,9 +62,10 @@ class ExperimentConfig:
     """Keep the start model's best epoch on val_split; False trains every epoch and keeps the last (as
     the RALIS agent's weak start model is trained: same images, seed and training give the same model)."""
     pool_images: str = "ralis:d_v"
-    """Pool images, same forms as start_images."""
+    """Pool images, same forms as start_images, or 'rest' (every image the start and state sets leave)."""
     state_images: str = "ralis:d_s"
-    """The state set D_S (same forms; sorted order), loaded when a method observes one (ralis)."""
+    """The state set D_S (same forms; sorted order; drawn after the start set), loaded when a method
+    observes one (ralis)."""
     val_split: str = "val"
     """Early stopping of every training (D_R)."""
     test_split: str = "test"
@@ -93,17 +94,47 @@ class ExperimentConfig:
             raise ConfigError(f"start_every is {self.start_every}; use 1 (every start image) or more")
 
 
-def resolve_images(spec: str, dataset_dir: Path, split: SegmentationSplit) -> list[str]:
-    if spec == "all":
-        return list(split.stems)
-    if spec.startswith("ralis:"):
-        key = spec.split(":", 1)[1]
-        if key not in ("d_s", "d_t", "d_v"):
-            raise ConfigError(f"unknown RALIS split {key!r} in {spec!r}; use ralis:d_s, ralis:d_t or ralis:d_v")
-        return ralis_splits(dataset_dir)[key]
-    if not Path(spec).is_file():
-        raise ConfigError(f"image list {spec!r}: use 'all', 'ralis:d_t' (etc.) or a file of stems")
-    return list(read_stems_file(Path(spec)))
+@dataclass(frozen=True)
+class ImagePlan:
+    """The stems of the start set, the pool and (when a method observes one) the state set."""
+
+    start: list[str]
+    pool: list[str]
+    state: list[str] | None
+
+
+def plan_images(cfg: ExperimentConfig, dataset_dir: Path) -> ImagePlan:
+    """Resolves start, state and pool images from the split's file listing (no image is read) and checks
+    the plan: sets disjoint, every budget within the pool.
+
+    Raises:
+        ConfigError: naming the key at fault and the remedy.
+    """
+    stems = [stem for stem, _, _ in scan_split(dataset_dir / cfg.split)]
+    start = resolve_images(cfg.start_images, "start_images", dataset_dir, stems, seed=cfg.start_seed)
+    if cfg.start_every > 1:
+        start = sorted(start)[::cfg.start_every]
+    state = None
+    if any(lookup(s).needs_state_set for s in (cfg.al.strategy, *cfg.strategies)):
+        state = sorted(resolve_images(cfg.state_images, "state_images", dataset_dir, stems, set(start), cfg.start_seed))
+    pool = resolve_images(cfg.pool_images, "pool_images", dataset_dir, stems, set(start) | set(state or ()),
+                          cfg.start_seed)
+    for key, other in (("start_images", start), ("state_images", state or [])):
+        shared = set(other) & set(pool)
+        if shared:
+            raise ConfigError(f"{key} and pool_images share {len(shared)} images (e.g. {sorted(shared)[:3]}); "
+                              f"choose disjoint sets (pool_images: rest takes every image the others leave)")
+    regions = len(pool) * cfg.region_rows * cfg.region_cols
+    if not pool or cfg.al.budgets[-1] > regions:
+        raise ConfigError(f"al.budgets go up to {cfg.al.budgets[-1]} regions, but the pool ({cfg.pool_images!r}: "
+                          f"{len(pool)} images x {cfg.region_rows * cfg.region_cols} regions) has {regions}; "
+                          f"lower the budgets or give pool_images more images")
+    return ImagePlan(start, pool, state)
+
+
+def check(cfg: ExperimentConfig) -> ImagePlan:
+    """Everything that can be checked before data is loaded or a file is written."""
+    return plan_images(cfg, resolve_dataset_dir(cfg.data.dataset, cfg.data.data_root))
 
 
 @dataclass
@@ -126,14 +157,10 @@ def prepare(cfg: ExperimentConfig, progress: bool = True) -> Experiment:
     device = resolve_device(cfg.device)
     generator = seed_everything(cfg.start_seed)  # before the model is built: its initial weights too
     ddir = resolve_dataset_dir(cfg.data.dataset, cfg.data.data_root)
+    plan = plan_images(cfg, ddir)
     split = load_split(ddir, cfg.split, cfg.data.size, cfg.data.fit, progress=progress)
-    start_stems = resolve_images(cfg.start_images, ddir, split)
-    if cfg.start_every > 1:
-        start_stems = sorted(start_stems)[::cfg.start_every]
-    start = split.subset(start_stems)
-    pool_split = split.subset(resolve_images(cfg.pool_images, ddir, split))
-    if set(start.stems) & set(pool_split.stems):
-        raise ConfigError("start images and pool images overlap; choose disjoint sets")
+    start = split.subset(plan.start)
+    pool_split = split.subset(plan.pool)
     val = load_split(ddir, cfg.val_split, cfg.data.size, cfg.data.fit, progress=progress)
     test = load_split(ddir, cfg.test_split, cfg.data.size, cfg.data.fit, progress=progress)
     classes = split.classes
@@ -148,11 +175,8 @@ def prepare(cfg: ExperimentConfig, progress: bool = True) -> Experiment:
     pool_src = make_source(model, pool_split, cache)
     grid = RegionGrid.from_counts(*cfg.data.size, cfg.region_rows, cfg.region_cols)
     state_src = None
-    if any(lookup(s).needs_state_set for s in (cfg.al.strategy, *cfg.strategies)):
-        state_split = split.subset(sorted(resolve_images(cfg.state_images, ddir, split)))
-        if set(state_split.stems) & set(pool_split.stems):
-            raise ConfigError("state images and pool images overlap; choose disjoint sets")
-        state_src = make_source(model, state_split, cache)
+    if plan.state is not None:
+        state_src = make_source(model, split.subset(plan.state), cache)
     start_src = make_source(model, start, cache)
     pool = Pool(pool_src, GroundTruthOracle(pool_split.labels), grid, val_src, test_src, classes.num_classes,
                 classes.names, state_src, start_src)

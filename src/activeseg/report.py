@@ -91,7 +91,7 @@ def paired_table(evals: list[dict], split: str = "test", baseline: str = BASELIN
 
 def plot_paired(store_path: Path, out_png: Path, split: str = "test", baseline: str = BASELINE) -> Path | None:
     """Paired differences to ``baseline`` with 95 % intervals per budget; None when nothing pairs."""
-    store = RunStore(store_path)
+    store = RunStore.open_existing(store_path)
     evals = store.evaluations()
     store.close()
     diffs = paired_differences(evals, baseline, split)
@@ -135,7 +135,7 @@ def regions_to_reach(curve: dict[int, float], target: float) -> float | None:
 
 
 def plot_curves(store_path: Path, out_png: Path, split: str = "test") -> Path:
-    store = RunStore(store_path)
+    store = RunStore.open_existing(store_path)
     evals = store.evaluations()
     store.close()
     data = curves(evals, split)
@@ -173,7 +173,7 @@ def _save_budget_plot(fig: plt.Figure, ax: plt.Axes, out_png: Path, ylabel: str)
 def markdown_table(store_path: Path, split: str = "test") -> str:
     """Mean ± std mIoU per strategy and budget, the bounds, per-class IoU at the largest budget, the
     class entropy of labelled pixels, and mean seconds per step."""
-    store = RunStore(store_path)
+    store = RunStore.open_existing(store_path)
     evals = store.evaluations()
     runs = store.runs()
     timing = defaultdict(list)
@@ -248,6 +248,9 @@ def markdown_table(store_path: Path, split: str = "test") -> str:
             ts, es = timing[s], eval_seconds.get(s, [])
             lines.append(f"| {s} | {sum(t[0] for t in ts) / len(ts):.2f} | {sum(t[1] for t in ts) / len(ts):.2f} | "
                          f"{f'{sum(es) / len(es):.1f}' if es else '-'} | {len(ts)} | {len(es)} |")
+        total = sum(a + b for ts in timing.values() for a, b in ts) + sum(sum(es) for es in eval_seconds.values())
+        lines += ["", f"Compute time of every run in the store (steps + final trainings, bounds excluded): "
+                  f"{total / 3600:.2f} h"]
     return "\n".join(lines) + "\n"
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from activeseg.errors import ConfigError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, strategy TEXT NOT NULL, seed INTEGER NOT NULL, config TEXT NOT NULL,
@@ -69,6 +71,32 @@ class RunStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+
+    @classmethod
+    def open_existing(cls, path: Path) -> "RunStore":
+        """Opens a store that must already exist (for reading results); nothing is created or written.
+
+        Raises:
+            ConfigError: ``path`` is missing, a folder, or not a run store.
+        """
+        path = Path(path)
+        remedy = "pass the store.sqlite written by `activeseg run` or `activeseg benchmark`"
+        if path.is_dir():
+            hint = " (it holds a store.sqlite)" if (path / "store.sqlite").is_file() else ""
+            raise ConfigError(f"{path} is a folder{hint}; {remedy}")
+        if not path.is_file():
+            raise ConfigError(f"{path}: run store not found; {remedy}")
+        with open(path, "rb") as f:
+            if f.read(16) != b"SQLite format 3\x00":
+                raise ConfigError(f"{path} is not a run store (not an SQLite database); {remedy}")
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            db.close()
+        if not {"runs", "steps", "evaluations"} <= tables:
+            raise ConfigError(f"{path} is an SQLite database but not a run store (no runs table); {remedy}")
+        return cls(path)
 
     def close(self) -> None:
         self.db.close()

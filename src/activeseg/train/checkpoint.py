@@ -28,15 +28,21 @@ def save_checkpoint(path: Path, model: Segmenter, model_cfg: ModelConfig, classe
 
 def load_checkpoint(path: Path, device: torch.device) -> tuple[Segmenter, dict]:
     """Rebuilds the model of a checkpoint on ``device``; returns it with the checkpoint's metadata."""
+    remedy = ("Remedy: pass a model checkpoint: the model.pt written by `activeseg train`, or a start_model-*.pt "
+              "beside a run store (agent files and run stores are not model checkpoints)")
+    if Path(path).is_dir():
+        raise ActiveSegError(f"{path} is a folder. {remedy}")
     if not Path(path).is_file():
-        raise ActiveSegError(f"{path}: checkpoint not found. Remedy: pass the model.pt written by `activeseg train`")
-    try:
+        raise ActiveSegError(f"{path}: checkpoint not found. {remedy}")
+    try:  # only activeseg's own format is read: no code in the file is ever run
         payload = torch.load(path, map_location="cpu", weights_only=True)
-        cfg = ModelConfig(**{**payload["model_config"], "pretrained": False})
-        classes = payload["classes"]
-    except Exception as exc:
-        raise ActiveSegError(f"{path}: not an activeseg checkpoint ({exc}). "
-                             "Remedy: pass the model.pt written by `activeseg train`") from exc
+    except Exception:
+        raise ActiveSegError(f"{path}: not a checkpoint this tool can read (not a PyTorch file of plain "
+                             f"tensors and values). {remedy}") from None
+    if not isinstance(payload, dict) or payload.get("format") != "activeseg-checkpoint-1":
+        raise ActiveSegError(f"{path}: a PyTorch file, but not an activeseg model checkpoint. {remedy}")
+    cfg = ModelConfig(**{**payload["model_config"], "pretrained": False})
+    classes = payload["classes"]
     model = build_model(cfg, len(classes["classes"]))
     model.load_state_dict(payload["state_dict"])
     meta = {k: v for k, v in payload.items() if k != "state_dict"}

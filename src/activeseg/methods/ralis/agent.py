@@ -32,7 +32,8 @@ from activeseg.data.folder import load_split
 from activeseg.data.roots import resolve_dataset_dir
 from activeseg.device import resolve_device, seed_everything
 from activeseg.errors import ActiveSegError, ConfigError
-from activeseg.experiment import config_hash, resolve_images
+from activeseg.data.subsets import resolve_images
+from activeseg.experiment import config_hash
 from activeseg.features import FeatureCache
 from activeseg.fileio import atomic_torch_save
 from activeseg.methods.ralis.dqn import ReplayBuffer, Transition, dqn_update, epsilon
@@ -203,10 +204,12 @@ def prepare_env(cfg: AgentConfig, progress: bool = True) -> AgentEnv:
     generator = seed_everything(cfg.start_seed)
     ddir = resolve_dataset_dir(cfg.data.dataset, cfg.data.data_root)
     split = load_split(ddir, cfg.split, cfg.data.size, cfg.data.fit, progress=progress)
-    state_split = split.subset(sorted(resolve_images(cfg.state_images, ddir, split)))
-    pool_split = split.subset(sorted(resolve_images(cfg.pool_images, ddir, split)))
-    if set(state_split.stems) & set(pool_split.stems):
-        raise ConfigError("state images and pool images overlap; choose disjoint sets")
+    state = sorted(resolve_images(cfg.state_images, "state_images", ddir, split.stems, seed=cfg.start_seed))
+    pool = sorted(resolve_images(cfg.pool_images, "pool_images", ddir, split.stems, set(state), cfg.start_seed))
+    if set(state) & set(pool):
+        raise ConfigError("state_images and pool_images overlap; choose disjoint sets (pool_images: rest takes "
+                          "every image the state set leaves)")
+    state_split, pool_split = split.subset(state), split.subset(pool)
     reward = load_split(ddir, cfg.reward_split, cfg.data.size, cfg.data.fit, progress=progress)
     if cfg.reward_subset is not None and cfg.reward_subset < len(reward):
         keep = np.random.default_rng(cfg.seed).choice(len(reward), cfg.reward_subset, replace=False)
