@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from activeseg import commands
 from activeseg.config import load_yaml
@@ -227,7 +228,8 @@ def data_download(
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app()
+        with logging_redirect_tqdm():  # log lines print above the progress bars, not glued onto them
+            app()
     except ActiveSegError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)

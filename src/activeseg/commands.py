@@ -99,7 +99,8 @@ def run_train(cmd: TrainCommand) -> dict:
 
     t1 = time.perf_counter()
     result = fit(model, train_src, val_src, classes.num_classes, cmd.train, device, generator,
-                 align=coarsest_stride(model), progress=cmd.progress, on_improve=on_improve)
+                 align=coarsest_stride(model), progress=cmd.progress, on_improve=on_improve,
+                 desc=f"{cmd.split} ({len(train_src)} images)")
     train_seconds = time.perf_counter() - t1
     (cmd.out / "history.json").write_text(json.dumps(result.history, indent=1))
     metrics = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),

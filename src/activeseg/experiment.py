@@ -193,7 +193,8 @@ def prepare(cfg: ExperimentConfig, progress: bool = True) -> Experiment:
         start_metrics = meta["extra"]["metrics"]
     else:
         fit(model, start_src, val_src if cfg.start_early_stopping else None, classes.num_classes, cfg.start_train,
-            device, generator, align=coarsest_stride(model), progress=progress)
+            device, generator, align=coarsest_stride(model), progress=progress,
+            desc=f"start model ({len(start)} images)")
         start_metrics = {s: summarize(evaluate(model, m, classes.num_classes, device), classes.names)
                          for s, m in (("val", val_src), ("test", test_src))}
         save_checkpoint(path, model, cfg.model, classes, cfg.data.size, {"metrics": start_metrics,

@@ -109,7 +109,8 @@ def plot_paired(store_path: Path, out_png: Path, split: str = "test", baseline: 
         n = max(per_budget[b]["n"] for b in bs)
         ax.errorbar(x, m, yerr=[lo, hi], marker="o", capsize=3, label=f"{s} (n = {n} seeds)")
     ax.axhline(0, color="gray", linewidth=0.8)
-    ax.set_title(f"Paired difference to {baseline}, mean and 95 % t-interval over seeds", fontsize=10)
+    ax.set_title(f"{describe(store_path)}\npaired difference to {baseline}, mean and 95 % t-interval over seeds",
+                 fontsize=10)
     return _save_budget_plot(fig, ax, out_png, f"{split} mIoU − {baseline} (points)")
 
 
@@ -134,7 +135,19 @@ def regions_to_reach(curve: dict[int, float], target: float) -> float | None:
     return None
 
 
+def describe(store_path: Path) -> str:
+    """A plot title: dataset, profile (the store's folder name) and the seeds of the store's runs."""
+    store = RunStore.open_existing(store_path)
+    try:
+        datasets = [Path(d).name for d in store.datasets()]
+        seeds = sorted({r["seed"] for r in store.runs() if r["strategy"] not in BOUNDS})
+    finally:
+        store.close()
+    return f"{', '.join(datasets) or '?'} · {Path(store_path).resolve().parent.name} · seeds {', '.join(map(str, seeds)) or '-'}"
+
+
 def plot_curves(store_path: Path, out_png: Path, split: str = "test") -> Path:
+    """Mean mIoU per budget with a ±1 std band (n seeds in the legend) and the bounds as lines."""
     store = RunStore.open_existing(store_path)
     evals = store.evaluations()
     store.close()
@@ -148,12 +161,14 @@ def plot_curves(store_path: Path, out_png: Path, split: str = "test") -> Path:
         m = [100 * s[0] for s in stats]
         sd = [100 * s[1] for s in stats]
         n = max(len(by_budget[b]) for b in budgets)
-        ax.plot(budgets, m, marker="o", label=f"{strategy} ({n} seeds)")
-        ax.fill_between(budgets, [a - b for a, b in zip(m, sd)], [a + b for a, b in zip(m, sd)], alpha=0.2)
+        ax.plot(budgets, m, marker="o", label=f"{strategy} (n = {n} seed{'s' if n > 1 else ''}{', ±1 std' if n > 1 else ''})")
+        if n > 1:
+            ax.fill_between(budgets, [a - b for a, b in zip(m, sd)], [a + b for a, b in zip(m, sd)], alpha=0.2)
     for bound, style in zip(BOUNDS, (":", "--")):
         if bound in data:
             v = 100 * next(iter(data[bound].values()))[0]
             ax.axhline(v, color="gray", linestyle=style, label=f"{bound.replace('_', ' ')} ({v:.1f})")
+    ax.set_title(describe(store_path), fontsize=10)
     return _save_budget_plot(fig, ax, out_png, f"{split} mIoU (%)")
 
 
@@ -190,7 +205,12 @@ def markdown_table(store_path: Path, split: str = "test") -> str:
         cells = []
         for b in budgets:
             xs = data[s].get(b)
-            cells.append("-" if not xs else "{:.1f} ± {:.1f} (n={})".format(*[100 * v for v in _mean_std(xs)], len(xs)))
+            if not xs:
+                cells.append("-")
+            elif len(xs) == 1:  # one seed: no spread to show
+                cells.append(f"{100 * xs[0]:.1f} (n=1)")
+            else:
+                cells.append("{:.1f} ± {:.1f} (n={})".format(*[100 * v for v in _mean_std(xs)], len(xs)))
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     for bound in BOUNDS:
         if bound in data:

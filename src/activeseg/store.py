@@ -156,6 +156,11 @@ class RunStore:
         self._tx([("UPDATE runs SET owner=NULL, updated=? WHERE run_id=? AND status='running'",
                    (time.time(), run_id))])
 
+    def datasets(self) -> list[str]:
+        """The distinct ``data.dataset`` values of the stored run configs."""
+        names = {json.loads(c).get("data", {}).get("dataset", "?") for (c,) in self.db.execute("SELECT config FROM runs")}
+        return sorted(str(n) for n in names)
+
     def runs(self) -> list[dict]:
         rows = self.db.execute("SELECT run_id, strategy, seed, status FROM runs ORDER BY run_id").fetchall()
         return [dict(zip(("run_id", "strategy", "seed", "status"), r)) for r in rows]

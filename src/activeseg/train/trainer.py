@@ -177,13 +177,14 @@ def make_optimizer(model: Segmenter, cfg: TrainConfig) -> torch.optim.Optimizer:
 def fit(model: Segmenter, train: Source, val: Source | None, num_classes: int, cfg: TrainConfig,
         device: torch.device, generator: torch.Generator, indices: torch.Tensor | None = None,
         keep: list[Box | list[Box]] | None = None, align: int = 32, progress: bool = True,
-        on_improve: Callable[[Segmenter, dict], None] | None = None) -> FitResult:
+        on_improve: Callable[[Segmenter, dict], None] | None = None, desc: str = "train") -> FitResult:
     """Trains with early stopping on ``val`` mIoU; the model ends holding its best weights.
 
     Without ``val``, every epoch counts as an improvement and the last weights are kept. With
     ``cfg.eval_initial`` (and ``val``), the starting weights are epoch -1 of the history and the best
     unless an epoch beats them.
-    ``on_improve(model, record)`` is called after each improving epoch (e.g. to save a checkpoint).
+    ``on_improve(model, record)`` is called after each improving epoch (e.g. to save a checkpoint);
+    ``desc`` names what is trained on the progress bar of epochs.
     """
     indices = torch.arange(len(train)) if indices is None else indices
     optimizer = make_optimizer(model, cfg)
@@ -195,7 +196,7 @@ def fit(model: Segmenter, train: Source, val: Source | None, num_classes: int, c
         result.best_epoch, result.best_miou = -1, miou
         best_state = copy.deepcopy(model.state_dict())
     steps = math.ceil(len(indices) / cfg.batch_size)
-    bar = tqdm(range(cfg.max_epochs), desc="epochs", disable=not progress)
+    bar = tqdm(range(cfg.max_epochs), desc=f"{desc}: epochs", disable=not progress)
     for epoch in bar:
         batches = make_batches(train, indices, cfg.batch_size, generator, cfg.flip, cfg.crop, align, keep)
         loss = train_one_epoch(model, batches, optimizer, device, total=steps, grad_clip=cfg.grad_clip)

@@ -236,7 +236,7 @@ def prepare_env(cfg: AgentConfig, progress: bool = True) -> AgentEnv:
         start_miou = meta["extra"]["reward_miou"]
     else:
         fit(model, make_source(model, start, cache), None, classes.num_classes, cfg.start_train, device, generator,
-            align=coarsest_stride(model), progress=progress)
+            align=coarsest_stride(model), progress=progress, desc=f"weak start model ({len(start)} images)")
         start_miou = mean_iou(evaluate(model, reward_src, classes.num_classes, device))
         save_checkpoint(path, model, cfg.model, classes, cfg.data.size, {"reward_miou": start_miou,
                                                                          "images": start.stems})
