@@ -20,7 +20,6 @@ from activeseg.al.loop import (
     run_active_learning,
 )
 from activeseg.al.oracle import GroundTruthOracle
-from activeseg.al.state import LabelledState
 from activeseg.config import ADDED, DataConfig, to_dict
 from activeseg.data.folder import load_split, scan_split
 from activeseg.data.subsets import resolve_images
@@ -178,7 +177,7 @@ def prepare(cfg: ExperimentConfig, progress: bool = True) -> Experiment:
     if plan.state is not None:
         state_src = make_source(model, split.subset(plan.state), cache)
     start_src = make_source(model, start, cache)
-    pool = Pool(pool_src, GroundTruthOracle(pool_split.labels), grid, val_src, test_src, classes.num_classes,
+    pool = Pool(pool_src, GroundTruthOracle(pool_split.labels, pool_split.content), grid, val_src, test_src, classes.num_classes,
                 classes.names, state_src, start_src)
 
     # the start model: trained once per configuration, shared by every run of the store
@@ -251,15 +250,15 @@ def run_bounds(exp: Experiment) -> None:
                 store.record_evaluation("lower_bound", 0, split, 0, exp.start_metrics[split], None, 0, 0.0)
             store.finish_run("lower_bound")
         if store.claim_run("upper_bound", "upper_bound", 0, cfg) != "done":
-            state = LabelledState(len(exp.pool.oracle.labels), exp.pool.grid)
-            state.label(torch.arange(state.num_regions), 1)
+            state = exp.pool.oracle.new_state(exp.pool.grid)
+            state.label(state.selectable_ids(), 1)
             t = time.perf_counter()
             generator = seed_everything(1)
             out = final_train_and_evaluate(exp.start_model, exp.pool, state, exp.cfg.al.final_train,
                                            exp.device, generator, exp.align, exp.cfg.al.final_include_start)
             hist = exp.pool.oracle.class_histogram(state, exp.pool.num_classes).tolist()
             for split in ("val", "test"):
-                store.record_evaluation("upper_bound", state.num_regions, split, state.num_regions, out[split], hist,
+                store.record_evaluation("upper_bound", state.num_labelled, split, state.num_labelled, out[split], hist,
                                         out["epochs"], time.perf_counter() - t)
             store.finish_run("upper_bound")
     finally:

@@ -78,18 +78,24 @@ class RegionGrid:
         """Region id of pixel ``(y, x)``."""
         return (y // self.region_h) * self.cols + x // self.region_w
 
-    def pool(self, pixel_scores: torch.Tensor) -> torch.Tensor:
-        """Mean of a per-pixel map over each region.
+    def pool(self, pixel_scores: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean of a per-pixel map over each region, over its ``valid`` pixels only when given (a region
+        without valid pixels gets 0).
 
         Shape:
-            ``[N, H, W]`` -> ``[N, regions_per_image]``.
+            ``[N, H, W]`` (and ``valid`` ``[N, H, W]`` bool) -> ``[N, regions_per_image]``.
         """
         n = pixel_scores.shape[0]
         ids = self.region_map().to(pixel_scores.device).reshape(-1)
         sums = torch.zeros((n, self.regions_per_image), dtype=pixel_scores.dtype, device=pixel_scores.device)
-        sums.index_add_(1, ids, pixel_scores.reshape(n, -1))
-        counts = torch.bincount(ids, minlength=self.regions_per_image).to(pixel_scores.dtype)
-        return sums / counts
+        if valid is None:
+            sums.index_add_(1, ids, pixel_scores.reshape(n, -1))
+            counts = torch.bincount(ids, minlength=self.regions_per_image).to(pixel_scores.dtype)
+            return sums / counts
+        weight = valid.to(device=pixel_scores.device, dtype=pixel_scores.dtype).reshape(n, -1)
+        sums.index_add_(1, ids, pixel_scores.reshape(n, -1) * weight)
+        counts = torch.zeros_like(sums).index_add_(1, ids, weight)
+        return sums / counts.clamp(min=1)
 
     # --- the global id space -------------------------------------------------------------------
 

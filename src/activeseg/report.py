@@ -114,9 +114,10 @@ def plot_paired(store_path: Path, out_png: Path, split: str = "test", baseline: 
     return _save_budget_plot(fig, ax, out_png, f"{split} mIoU − {baseline} (points)")
 
 
-def class_entropy(hist: list[int]) -> float:
-    """Entropy (nats) of the class distribution of labelled pixels (void bin excluded)."""
-    counts = hist[:-1]
+def class_entropy(hist: list[int], num_classes: int | None = None) -> float:
+    """Entropy (nats) of the class distribution of labelled pixels: the first ``num_classes`` bins
+    (default: all but the last, the void bin; a padding bin after it is excluded too when given)."""
+    counts = hist[:num_classes] if num_classes is not None else hist[:-1]
     total = sum(counts)
     return -sum(c / total * math.log(c / total) for c in counts if c > 0) if total else float("nan")
 
@@ -244,16 +245,20 @@ def markdown_table(store_path: Path, split: str = "test") -> str:
             if not rows:
                 continue
             ious = [sum((r["iou"][n] or 0.0) for r in rows) / len(rows) for n in names]
-            ent = sum(class_entropy(r["class_histogram"]) for r in rows) / len(rows)
+            ent = sum(class_entropy(r["class_histogram"], len(names)) for r in rows) / len(rows)
             lines.append(f"| {s} | " + " | ".join(f"{100 * v:.1f}" for v in ious) + f" | {ent:.3f} |")
+        padded = any(e["class_histogram"] and len(e["class_histogram"]) > len(names) + 1 for e in last)
+        extra = ["void", "padding"] if padded else ["void"]
         lines += ["", f"Share of labelled pixels per class (%) at {budgets[-1]} regions, mean over seeds "
-                  "(void = the dataset's ignore value)", "",
-                  "| strategy | " + " | ".join(names) + " | void |", "|---" * (len(names) + 2) + "|"]
+                  "(void = image pixels of no class, the dataset's ignore values"
+                  + ("; padding = letterbox pixels inside labelled regions, never counted as labels)" if padded else ")"),
+                  "", "| strategy | " + " | ".join(names + extra) + " |", "|---" * (len(names) + len(extra) + 1) + "|"]
         for s in strategies:
             rows = [e for e in last if e["strategy"] == s and e["class_histogram"]]
             if rows:
-                shares = [sum(r["class_histogram"][i] / sum(r["class_histogram"]) for r in rows) / len(rows)
-                          for i in range(len(names) + 1)]
+                bins = len(names) + len(extra)
+                hists = [list(r["class_histogram"]) + [0] * (bins - len(r["class_histogram"])) for r in rows]
+                shares = [sum(h[i] / sum(h) for h in hists) / len(hists) for i in range(bins)]
                 lines.append(f"| {s} | " + " | ".join(f"{100 * v:.1f}" for v in shares) + " |")
     if timing:
         eval_seconds = defaultdict(list)

@@ -21,7 +21,7 @@ def test_reads_names_colours_ignore(tmp_path):
 
 def test_no_ignore_index_and_no_colours(tmp_path):
     c = load_classes(write(tmp_path, {"classes": ["a", "b", "c"]}))
-    assert c.ignore_index is None and c.valid_values() == {0, 1, 2}
+    assert c.ignore_index is None and c.valid_values() == {0, 1, 2, 255}  # 255 always means unlabelled
     assert len(c.colors) == 3
 
 

@@ -41,3 +41,18 @@ def test_not_found_lists_places_and_download_remedy(tmp_path, monkeypatch):
         resolve_dataset_dir("camvid")
     msg = str(info.value)
     assert str(tmp_path / "nothing" / "camvid") in msg and "activeseg data download camvid" in msg
+
+
+def test_folder_without_classes_json_says_so(tmp_path, monkeypatch):
+    from activeseg.data.roots import resolve_dataset_dir
+    from activeseg.errors import DatasetError
+
+    (tmp_path / "mydata" / "train" / "images").mkdir(parents=True)
+    for name in (str(tmp_path / "mydata"), "mydata"):
+        monkeypatch.setenv("ACTIVESEG_DATA", str(tmp_path))
+        with pytest.raises(DatasetError) as info:
+            resolve_dataset_dir(name)
+        msg = str(info.value)
+        assert "has no classes.json" in msg and "not found" not in msg and msg.count(str(tmp_path / "mydata")) == 1
+    with pytest.raises(DatasetError, match="dataset folder not found"):
+        resolve_dataset_dir(str(tmp_path / "elsewhere"))

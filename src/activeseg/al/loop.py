@@ -198,7 +198,7 @@ def run_active_learning(cfg: ALConfig, start_model: Segmenter, pool: Pool, store
         return run_id
     model = copy.deepcopy(start_model).to(device)
     optimizer = make_optimizer(model, cfg.step_train)
-    state = LabelledState(len(pool.oracle.labels), pool.grid)
+    state = pool.oracle.new_state(pool.grid)
     step = 0
     resumed = store.load_checkpoint(run_id)
     if resumed is not None:
@@ -222,7 +222,7 @@ def run_active_learning(cfg: ALConfig, start_model: Segmenter, pool: Pool, store
             k = min(K, cfg.budgets[-1] - state.num_labelled)
             ctx = SelectionContext(model, pool.features, state, device, rng, generator, k,
                                    cfg.candidates_per_pool, cfg.selection, cfg.mc_passes, cfg.mc_dropout,
-                                   revealed=pool.oracle, state_set=pool.state_set)
+                                   revealed=pool.oracle, state_set=pool.state_set, content=pool.oracle.content)
             picked, scores = strategy.select(ctx)
             state.label(picked, step)
             t1 = time.perf_counter()

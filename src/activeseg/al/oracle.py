@@ -15,10 +15,23 @@ class GroundTruthOracle:
 
     Args:
         labels: ground truth of the pool. Shape: ``[N, H, W]`` uint8.
+        content: image pixels, False on padding (``fit: pad``); None: every pixel is image.
+            Shape: ``[N, H, W]`` bool.
     """
 
-    def __init__(self, labels: torch.Tensor) -> None:
+    def __init__(self, labels: torch.Tensor, content: torch.Tensor | None = None) -> None:
         self.labels = labels
+        self.content = content
+
+    def selectable(self, grid: RegionGrid) -> torch.Tensor | None:
+        """Regions holding at least one image pixel (None: all). Shape: ``[N, regions_per_image]`` bool."""
+        if self.content is None:
+            return None
+        return grid.pool(self.content.to(torch.float32)) > 0
+
+    def new_state(self, grid: RegionGrid) -> LabelledState:
+        """An empty labelled state of this pool, where regions of pure padding are never selectable."""
+        return LabelledState(self.labels.shape[0], grid, self.selectable(grid))
 
     def partial_labels(self, state: LabelledState, images: torch.Tensor | None = None) -> torch.Tensor:
         """Ground truth inside labelled regions, ``UNLABELLED`` (255) everywhere else.
@@ -32,13 +45,19 @@ class GroundTruthOracle:
         return torch.where(known, self.labels[images], torch.full_like(self.labels[images], UNLABELLED))
 
     def class_histogram(self, state: LabelledState, num_classes: int) -> torch.Tensor:
-        """Labelled pixels per class, with a last bin for void (values >= C, not 255).
+        """Labelled pixels per class, then a void bin (image pixels with no class: values >= C, 255
+        included), then, when the pool has padding, a padding bin (padded pixels of labelled regions).
 
-        Shape: ``[num_classes + 1]`` int64.
+        Shape: ``[num_classes + 1]`` int64, or ``[num_classes + 2]`` with a content mask.
         """
-        part = self.partial_labels(state).reshape(-1).long()
-        part = part[part != UNLABELLED].clamp(max=num_classes)
-        return torch.bincount(part, minlength=num_classes + 1)
+        rmap = state.grid.region_map()
+        known = (state.labelled_step > 0)[:, rmap]  # [N, H, W]
+        image = known if self.content is None else known & self.content
+        values = self.labels[image].long().clamp(max=num_classes)
+        hist = torch.bincount(values, minlength=num_classes + 1)
+        if self.content is None:
+            return hist
+        return torch.cat([hist, (known & ~self.content).sum().reshape(1)])
 
     def region_class_counts(self, gids: torch.Tensor, grid: RegionGrid, num_classes: int) -> torch.Tensor:
         """Ground-truth pixels per class of each region, void (values >= C) in a last bin.

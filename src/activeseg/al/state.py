@@ -15,11 +15,17 @@ class LabelledState:
     Args:
         num_images: images in the pool.
         grid: the region grid shared by every image.
+        selectable: regions that may be labelled (those holding image pixels; a region of pure padding
+            is never offered). Shape: ``[num_images, regions_per_image]`` bool; None: every region.
     """
 
-    def __init__(self, num_images: int, grid: RegionGrid) -> None:
+    def __init__(self, num_images: int, grid: RegionGrid, selectable: torch.Tensor | None = None) -> None:
         self.grid = grid
         self.labelled_step = torch.zeros((num_images, grid.regions_per_image), dtype=torch.int32)
+        if selectable is not None and tuple(selectable.shape) != tuple(self.labelled_step.shape):
+            raise ValueError(f"selectable has shape {tuple(selectable.shape)}, the pool {tuple(self.labelled_step.shape)}")
+        self.selectable = (torch.ones_like(self.labelled_step, dtype=torch.bool) if selectable is None
+                           else selectable.to(torch.bool).clone())
 
     @property
     def num_regions(self) -> int:
@@ -33,9 +39,17 @@ class LabelledState:
     def last_step(self) -> int:
         return int(self.labelled_step.max())
 
+    @property
+    def num_selectable(self) -> int:
+        return int(self.selectable.sum())
+
     def available(self) -> torch.Tensor:
-        """Unlabelled regions. Shape: ``[num_images, regions_per_image]`` bool."""
-        return self.labelled_step == 0
+        """Unlabelled, selectable regions. Shape: ``[num_images, regions_per_image]`` bool."""
+        return (self.labelled_step == 0) & self.selectable
+
+    def selectable_ids(self) -> torch.Tensor:
+        """Global ids of every region that may be labelled, ascending."""
+        return self.selectable.reshape(-1).nonzero().reshape(-1)
 
     def label(self, gids: torch.Tensor | list[int], step: int) -> None:
         """Marks regions as labelled at ``step``.
@@ -51,6 +65,8 @@ class LabelledState:
         flat = self.labelled_step.view(-1)
         if (flat[gids] > 0).any():
             raise ValueError(f"regions {gids[flat[gids] > 0].tolist()} are already labelled")
+        if not self.selectable.reshape(-1)[gids].all():
+            raise ValueError(f"regions {gids[~self.selectable.reshape(-1)[gids]].tolist()} hold no image pixels")
         flat[gids] = step
 
     def labelled_ids(self, step: int | None = None) -> torch.Tensor:

@@ -43,6 +43,8 @@ class SelectionContext:
     """Labels given so far (read only inside labelled regions); RALIS compares candidates with them."""
     state_set: FeatureSource | ImageSource | None = None
     """RALIS: images whose regions describe the model's state (D_S); their labels are never read."""
+    content: torch.Tensor | None = None
+    """Image pixels of the pool (False on padding), ``[N, H, W]`` bool; None: every pixel is image."""
 
 
 def encoded_inputs(model: Segmenter, source: FeatureSource | ImageSource, images: torch.Tensor,
@@ -56,7 +58,8 @@ def encoded_inputs(model: Segmenter, source: FeatureSource | ImageSource, images
 
 
 class ScoredPolicy:
-    """Scores candidate regions with ``pixel_scores`` (mean over the region) and picks the best."""
+    """Scores candidate regions with ``pixel_scores`` (mean over the region's image pixels) and picks
+    the best."""
 
     def __init__(self, pixel_scores: Callable[[SelectionContext, torch.Tensor], torch.Tensor] | None) -> None:
         self.pixel_scores = pixel_scores
@@ -70,8 +73,10 @@ class ScoredPolicy:
         ctx.model.eval()
         out = []
         for start in range(0, len(images), ctx.batch_size):
-            px = self.pixel_scores(ctx, images[start:start + ctx.batch_size])
-            out.append(ctx.state.grid.pool(px.double()).cpu())
+            chunk = images[start:start + ctx.batch_size]
+            px = self.pixel_scores(ctx, chunk)
+            valid = None if ctx.content is None else ctx.content[chunk]  # padding never adds to a score
+            out.append(ctx.state.grid.pool(px.double(), valid).cpu())
         return torch.cat(out)
 
     def select(self, ctx: SelectionContext) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,8 +28,8 @@ class ClassInfo:
         return len(self.names)
 
     def valid_values(self) -> set[int]:
-        """Label values a dataset label map may hold."""
-        values = set(range(self.num_classes))
+        """Label values a dataset label map may hold: the classes, the ignore index, and 255 (unlabelled)."""
+        values = set(range(self.num_classes)) | {255}
         if self.ignore_index is not None:
             values.add(self.ignore_index)
         return values

@@ -9,11 +9,14 @@ Layout::
 Images are resized bilinearly and labels by nearest neighbour to the working size. ``fit`` says how
 an image whose aspect ratio differs from the working size is fitted: ``stretch`` resizes it to the
 working size exactly (default; CamVid needs nothing else); ``pad`` scales it to fit inside, keeping its
-aspect ratio, centres it and pads with black pixels labelled 255 (unlabelled, ignored).
+aspect ratio, centres it and pads with black pixels labelled 255 (unlabelled, ignored); the split's ``content`` mask
+keeps which pixels are image, so that padding is never selected, scored or counted as labelled.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -26,6 +29,8 @@ from tqdm.auto import tqdm
 from activeseg import UNLABELLED
 from activeseg.data.classes import ClassInfo, load_classes
 from activeseg.errors import DatasetError
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 Fit = Literal["stretch", "pad"]
@@ -41,6 +46,8 @@ class SegmentationSplit:
         images: uint8 RGB images. Shape: ``[N, 3, H, W]``.
         labels: uint8 label maps; values ``>= classes.num_classes`` are ignored. Shape: ``[N, H, W]``.
         classes: the dataset's classes.
+        content: image pixels (False: padding added by ``fit: pad``); None when every pixel is image.
+            Shape: ``[N, H, W]`` bool.
     """
 
     name: str
@@ -48,6 +55,7 @@ class SegmentationSplit:
     images: torch.Tensor
     labels: torch.Tensor
     classes: ClassInfo
+    content: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.stems)
@@ -66,7 +74,8 @@ class SegmentationSplit:
                 "list stems of images that exist in the split's images/ folder",
             )
         rows = torch.tensor([index[s] for s in stems], dtype=torch.long)
-        return SegmentationSplit(self.name, list(stems), self.images[rows], self.labels[rows], self.classes)
+        content = None if self.content is None else self.content[rows]
+        return SegmentationSplit(self.name, list(stems), self.images[rows], self.labels[rows], self.classes, content)
 
 
 def scan_split(split_dir: Path) -> list[tuple[str, Path, Path]]:
@@ -132,17 +141,18 @@ def read_pair(image_path: Path, label_path: Path, classes: ClassInfo) -> tuple[I
 
 
 def fit_pair(image: Image.Image, label: np.ndarray, size: tuple[int, int], fit: Fit
-             ) -> tuple[np.ndarray, np.ndarray]:
+             ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
     """Resizes an image (bilinear) and its label (nearest) to ``size = (H, W)``.
 
     Returns:
-        image ``[H, W, 3]`` uint8 and label ``[H, W]`` uint8.
+        image ``[H, W, 3]`` uint8, label ``[H, W]`` uint8, and the box ``(top, left, height, width)``
+        the image occupies (the whole frame when stretched; padding, unlabelled, around it when padded).
     """
     H, W = size
     lab_im = Image.fromarray(label)
     if fit == "stretch":
         return (np.array(image.resize((W, H), Image.BILINEAR)),
-                np.array(lab_im.resize((W, H), Image.NEAREST)))
+                np.array(lab_im.resize((W, H), Image.NEAREST)), (0, 0, H, W))
     w, h = image.size
     scale = min(H / h, W / w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
@@ -151,7 +161,7 @@ def fit_pair(image: Image.Image, label: np.ndarray, size: tuple[int, int], fit: 
     out_lab = np.full((H, W), UNLABELLED, np.uint8)
     out_img[top:top + nh, left:left + nw] = np.asarray(image.resize((nw, nh), Image.BILINEAR))
     out_lab[top:top + nh, left:left + nw] = np.asarray(lab_im.resize((nw, nh), Image.NEAREST))
-    return out_img, out_lab
+    return out_img, out_lab, (top, left, nh, nw)
 
 
 def load_split(dataset_dir: Path, split: str, size: tuple[int, int], fit: Fit = "stretch",
@@ -179,11 +189,23 @@ def load_split(dataset_dir: Path, split: str, size: tuple[int, int], fit: Fit = 
     H, W = size
     images = torch.empty((len(pairs), 3, H, W), dtype=torch.uint8)
     labels = torch.empty((len(pairs), H, W), dtype=torch.uint8)
-    for i, (_, ip, lp) in enumerate(tqdm(pairs, desc=f"load {split}", disable=not progress, leave=False)):
-        img, lab = fit_pair(*read_pair(ip, lp, classes), size, fit)
+    content = torch.zeros((len(pairs), H, W), dtype=torch.bool)
+    distorted = []
+    for i, (stem, ip, lp) in enumerate(tqdm(pairs, desc=f"load {split}", disable=not progress, leave=False)):
+        pair = read_pair(ip, lp, classes)
+        w, h = pair[0].size
+        if fit == "stretch" and abs(math.log((w / h) / (W / H))) > math.log(1.1):
+            distorted.append(f"{stem} ({w}x{h})")
+        img, lab, (top, left, nh, nw) = fit_pair(*pair, size, fit)
         images[i] = torch.from_numpy(img).permute(2, 0, 1)  # [H, W, 3] -> [3, H, W]
         labels[i] = torch.from_numpy(lab)
-    return SegmentationSplit(split, [p[0] for p in pairs], images, labels, classes)
+        content[i, top:top + nh, left:left + nw] = True
+    if distorted:
+        log.warning("%s: %d of %d images have an aspect ratio more than 10%% away from the working size %dx%d "
+                    "(W x H) and are stretched, e.g. %s; set data.fit: pad to letterbox them instead",
+                    split_dir, len(distorted), len(pairs), W, H, ", ".join(distorted[:3]))
+    return SegmentationSplit(split, [p[0] for p in pairs], images, labels, classes,
+                             None if bool(content.all()) else content)
 
 
 def class_pixel_counts(labels: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -44,13 +44,24 @@ def resolve_dataset_dir(dataset: str, data_root: Path | None = None) -> Path:
         DatasetError: no source holds the dataset; the message lists where it looked.
     """
     direct = Path(dataset).expanduser()
+    classes_remedy = ('write classes.json in it, e.g. {"classes": ["sky", "road"], "ignore_index": 11} '
+                      "(see the README's folder format)")
     if (direct / "classes.json").is_file():
         return direct
+    is_path = direct.is_absolute() or len(direct.parts) > 1 or dataset.startswith(".")
+    if direct.is_dir() and (is_path or any((direct / s / "images").is_dir() for s in ("train", "val", "test"))):
+        raise DatasetError(direct / "classes.json", "the dataset folder has no classes.json", classes_remedy)
+    if is_path:
+        raise DatasetError(direct, "dataset folder not found", "give the path of a folder holding classes.json "
+                           "and train/, val/, test/ splits, or a dataset name under the data root")
     tried = []
     for origin, root in candidate_roots(data_root):
         folder = root / dataset
         if (folder / "classes.json").is_file():
             return folder
+        if folder.is_dir():
+            raise DatasetError(folder / "classes.json", f"the dataset folder (found via the {origin}) has no "
+                               "classes.json", classes_remedy)
         tried.append(f"{folder} ({origin})")
     remedy = (
         f"pass --data-root DIR (or set {ENV_VAR}) to a folder holding {dataset}/classes.json"

@@ -224,7 +224,7 @@ def prepare_env(cfg: AgentConfig, progress: bool = True) -> AgentEnv:
     if len(pool_split) * grid.regions_per_image < need:
         raise ConfigError(f"the agent pool has {len(pool_split) * grid.regions_per_image} regions; budget + K*N "
                           f"needs {need}. Lower budget or candidates_per_pool, or use more pool images")
-    pool = Pool(make_source(model, pool_split, cache), GroundTruthOracle(pool_split.labels), grid, reward_src,
+    pool = Pool(make_source(model, pool_split, cache), GroundTruthOracle(pool_split.labels, pool_split.content), grid, reward_src,
                 reward_src, classes.num_classes, classes.names)
 
     start = split.subset(list(pool_split.stems[::cfg.start_every]))
@@ -370,7 +370,7 @@ def run_episode(cfg: AgentConfig, env: AgentEnv, episode: int, choose: Chooser, 
     generator = torch.Generator().manual_seed(torch_seed)
     model = copy.deepcopy(env.start_model).to(device)
     seg_opt = make_optimizer(model, cfg.step_train)
-    state = LabelledState(len(pool.oracle.labels), pool.grid)
+    state = pool.oracle.new_state(pool.grid)
 
     def look() -> Observation:
         pools = sample_pools(state.available(), cfg.regions_per_step, cfg.candidates_per_pool, rng)
@@ -427,8 +427,7 @@ def random_pick_miou(cfg: AgentConfig, env: AgentEnv, model: Segmenter, optimize
     """D_R mIoU of a copy of ``model`` (and its optimizer) fine-tuned on one random candidate per pool,
     with the randomness the real fine-tuning is about to use (the generators are restored after)."""
     twin, twin_opt = copy.deepcopy((model, optimizer))
-    twin_state = LabelledState(state.labelled_step.shape[0], state.grid)
-    twin_state.load_state_dict(state.state_dict())
+    twin_state = copy.deepcopy(state)
     picks = torch.tensor([int(p[rng.integers(len(p))]) for p in obs.pools], dtype=torch.long)
     twin_state.label(picks, step)
     saved, saved_global = generator.get_state(), torch.get_rng_state()
