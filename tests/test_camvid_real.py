@@ -25,8 +25,12 @@ def test_lite0_learns_from_twenty_camvid_images(tmp_path, camvid_dir):
     # sky, building and road dominate CamVid; a pretrained encoder separates them within a few epochs
     iou = metrics["val"]["iou"]
     assert iou["sky"] > 0.5 and iou["road"] > 0.5 and metrics["val"]["miou"] > 0.2
-    test = run_evaluate(tmp_path / "run" / "model.pt", "test", device_name="cpu", progress=False)
+    test = run_evaluate(tmp_path / "run" / "model.pt", "test", device_name="cpu", progress=False,
+                        cache_dir=tmp_path / "cache")
     assert test["images"] == 233 and 0.15 < test["miou"] < 1.0
+    # train scored test at CamVid's native 360x480 labels, and evaluate repeats it
+    assert test["scale"] == metrics["test"]["scale"] == "scored at 360x480"
+    assert abs(test["miou"] - metrics["test"]["miou"]) < 1e-6
 
 
 def test_ralis_agent_episode_on_camvid(tmp_path, camvid_dir):

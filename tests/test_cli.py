@@ -23,10 +23,15 @@ def test_train_then_evaluate_then_info(tmp_path, synthetic_dir):
     assert (out / "config.yaml").is_file() and len(json.loads((out / "history.json").read_text())) >= 1
     assert list((tmp_path / "cache").rglob("*.pt"))  # the disk cache was filled
 
-    ev = json.loads(activeseg("evaluate", out / "model.pt", "--split", "val", "--json").stdout)
+    ev = json.loads(activeseg("evaluate", out / "model.pt", "--split", "val", "--json", "--cache-dir", tmp_path / "cache").stdout)
     assert abs(ev["miou"] - metrics["val"]["miou"]) < 1e-6  # same model, same data, same number
-    ev_test = activeseg("evaluate", out / "model.pt", "--split", "test").stdout
+    ev_test = activeseg("evaluate", out / "model.pt", "--split", "test", "--cache-dir", tmp_path / "cache").stdout
     assert "mIoU" in ev_test and "background" in ev_test
+    # one test scale: train scored test at the labels' native size, and evaluate repeats that number
+    ev_json = json.loads(activeseg("evaluate", out / "model.pt", "--split", "test", "--json", "--cache-dir",
+                                   tmp_path / "cache").stdout)
+    assert metrics["test"]["scale"] == ev_json["scale"] == "scored at 48x64"
+    assert abs(ev_json["miou"] - metrics["test"]["miou"]) < 1e-6
 
     info = activeseg("data", "info", "--dataset", synthetic_dir).stdout
     assert "background" in info and "(ignored)" in info

@@ -44,6 +44,8 @@ def train(
     stems_file: Optional[Path] = typer.Option(None, help="Train only on the image stems listed in this file."),
     ralis_split: Optional[str] = typer.Option(None, help="CamVid: train only on RALIS split d_s, d_t or d_v."),
     val_split: Optional[str] = typer.Option(None, help="Early-stopping split (default val; 'none' disables)."),
+    test_size: Optional[str] = typer.Option(None, help="Score test at labels of HxW or 'working' (default 360x480, "
+                                            "as active learning)."),
     height: Optional[int] = typer.Option(None, help="Working height (default 180)."),
     width: Optional[int] = typer.Option(None, help="Working width (default 240)."),
     full_res: bool = typer.Option(False, "--full-res", help="Work at 360x480."),
@@ -81,11 +83,15 @@ def train(
     cmd = replace(cmd, stems=stems, progress=not quiet)
     if val_split is not None:
         cmd = replace(cmd, val_split=None if val_split.lower() == "none" else val_split)
+    if test_size is not None:
+        cmd = replace(cmd, test_size=_size(test_size, "--test-size"))
     if no_disk_cache:
         cmd = replace(cmd, cache_dir=None)
     metrics = commands.run_train(cmd)
     if "val" in metrics:
         typer.echo(f"val mIoU {metrics['val']['miou']:.4f} (best epoch {metrics['best_epoch']})")
+    if "test" in metrics:
+        typer.echo(f"test mIoU {metrics['test']['miou']:.4f} ({metrics['test']['scale']})")
     typer.echo(f"checkpoint: {metrics['checkpoint']}")
 
 
@@ -96,16 +102,33 @@ def evaluate(
     dataset: Optional[str] = typer.Option(None, help="Dataset (default: the one the model was trained on)."),
     data_root: Optional[Path] = typer.Option(None, help=DATA_ROOT_HELP),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    label_size: Optional[str] = typer.Option(None, help="Score at labels of HxW (e.g. 360x480) or 'working' "
+                                             "(default: the test size stored with the model, as train reported)."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Feature-cache folder (default: user cache)."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """mIoU, pixel accuracy and per-class IoU of a checkpoint on a split."""
-    m = commands.run_evaluate(checkpoint, split, dataset, data_root, device)
+    m = commands.run_evaluate(checkpoint, split, dataset, data_root, device,
+                              label_size=_size(label_size, "--label-size"), cache_dir=cache_dir)
     if as_json:
         typer.echo(json.dumps(m, indent=1))
         return
-    typer.echo(f"{m['split']} ({m['images']} images): mIoU {m['miou']:.4f}  pixel acc {m['pixel_accuracy']:.4f}")
+    typer.echo(f"{m['split']} ({m['images']} images, {m['scale']}): mIoU {m['miou']:.4f}  "
+               f"pixel acc {m['pixel_accuracy']:.4f}")
     for name, iou in m["iou"].items():
         typer.echo(f"  {name:<14} {'   -  ' if iou is None else f'{iou:.4f}'}")
+
+
+def _size(text: Optional[str], option: str):
+    """``360x480`` -> (360, 480); ``working`` -> None (the working size); None -> 'checkpoint'."""
+    if text is None:
+        return "checkpoint"
+    if text.lower() == "working":
+        return None
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise typer.BadParameter(f"{text!r} is not HxW (e.g. 360x480) or 'working'", param_hint=option)
+    return int(parts[0]), int(parts[1])
 
 
 def _int_list(text: str, option: str) -> tuple[int, ...]:

@@ -7,6 +7,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -27,12 +28,14 @@ from activeseg.pipeline import (
     default_cache_dir,
     describe_device,
     make_source,
+    resolve_test_size,
+    scale_note,
+    scored_at,
 )
 from activeseg.report import markdown_table, plot_curves, plot_paired
 from activeseg.store import RunStore
 from activeseg.train.checkpoint import load_checkpoint, save_checkpoint
 from activeseg.train.metrics import summarize
-from activeseg.train.sources import ImageSource
 from activeseg.train.trainer import TrainConfig, evaluate, fit
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,11 @@ class TrainCommand:
     """Train on these images of the split only (default: all)."""
     val_split: str | None = "val"
     """Split for early stopping and the reported validation mIoU (None: no validation)."""
+    test_split: str | None = "test"
+    """Split scored once at the end and reported (None: none; a missing split is skipped with a note)."""
+    test_size: tuple[int, int] | Literal["native"] | None = "native"
+    """Label resolution (H, W) test is scored at, as in active learning ('native': the size all test labels
+    share; None: the working size); stored in model.pt, and `activeseg evaluate` uses it."""
     out: Path = Path("runs/train")
     """Output folder: model.pt, config.yaml, history.json, metrics.json."""
     seed: int = 0
@@ -92,7 +100,10 @@ def run_train(cmd: TrainCommand) -> dict:
     cache_seconds = time.perf_counter() - t0
 
     ckpt = cmd.out / "model.pt"
-    extra = {"dataset": str(dataset_dir), "split": cmd.split, "fit": cmd.data.fit}
+    has_test = bool(cmd.test_split) and (dataset_dir / str(cmd.test_split) / "images").is_dir()
+    test_size = resolve_test_size(cmd.test_size, dataset_dir, cmd.test_split) if has_test else None
+    extra = {"dataset": str(dataset_dir), "split": cmd.split, "fit": cmd.data.fit,
+             "test_size": list(test_size) if test_size else None, "test_split": cmd.test_split}
 
     def on_improve(m, record):
         save_checkpoint(ckpt, m, cmd.model, classes, cmd.data.size, {**extra, "epoch": record["epoch"]})
@@ -108,23 +119,46 @@ def run_train(cmd: TrainCommand) -> dict:
                "train_seconds": train_seconds, "checkpoint": str(ckpt)}
     if val_src is not None:
         metrics["val"] = summarize(evaluate(model, val_src, classes.num_classes, device), classes.names)
+    if has_test:
+        test = load_split(dataset_dir, cmd.test_split, cmd.data.size, cmd.data.fit, progress=cmd.progress)
+        test_src = scored_at(make_source(model, test, cache), dataset_dir, cmd.test_split, test_size,
+                             cmd.data.size, cmd.data.fit, cmd.progress)
+        metrics["test"] = summarize(evaluate(model, test_src, classes.num_classes, device), classes.names)
+        metrics["test"]["scale"] = scale_note(test_size, cmd.data.size)
+    elif cmd.test_split:
+        log.info("no %s split in %s: test not scored", cmd.test_split, dataset_dir)
     (cmd.out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return metrics
 
 
 def run_evaluate(checkpoint: Path, split: str = "test", dataset: str | None = None,
-                 data_root: Path | None = None, device_name: str = "auto", progress: bool = True) -> dict:
-    """mIoU, pixel accuracy and per-class IoU of a checkpoint on a split."""
+                 data_root: Path | None = None, device_name: str = "auto", progress: bool = True,
+                 label_size: tuple[int, int] | None | str = "checkpoint",
+                 cache_dir: Path | None = None) -> dict:
+    """mIoU, pixel accuracy and per-class IoU of a checkpoint on a split.
+
+    ``label_size``: the label resolution scored at; 'checkpoint' (default) takes the test size stored
+    with the model (what `train` and active learning reported), None the working size. A frozen encoder
+    reads its features from the feature cache (``cache_dir``, default the user cache), as training did,
+    so the numbers match what training reported.
+    """
     device = resolve_device(device_name)
     model, meta = load_checkpoint(checkpoint, device)
     dataset_dir = resolve_dataset_dir(dataset or meta["extra"].get("dataset", "camvid"), data_root)
     size = tuple(meta["image_size"])
-    data = load_split(dataset_dir, split, size, meta["extra"].get("fit", "stretch"), progress=progress)
+    fit = meta["extra"].get("fit", "stretch")
+    data = load_split(dataset_dir, split, size, fit, progress=progress)
     if list(data.classes.names) != list(meta["classes"]["classes"]):
         raise ConfigError(f"{dataset_dir}: its classes differ from the checkpoint's; evaluate on the dataset "
                           "the model was trained for")
-    cm = evaluate(model, ImageSource(data.images, data.labels), data.classes.num_classes, device)
-    return {"split": split, "images": len(data), **summarize(cm, data.classes.names)}
+    if label_size == "checkpoint":  # the test split as train / active learning scored it; others at working size
+        label_size = meta["extra"].get("test_size") if split == meta["extra"].get("test_split", "test") else None
+    cache = (FeatureCache(model, device, dataset_dir.name, cache_dir or default_cache_dir(), progress=progress)
+             if model.freeze_encoder else None)
+    source = scored_at(make_source(model, data, cache), dataset_dir, split, label_size, size, fit, progress)
+    cm = evaluate(model, source, data.classes.num_classes, device)
+    return {"split": split, "images": len(data), "scale": scale_note(label_size, size),
+            **summarize(cm, data.classes.names)}
 
 
 def run_data_info(dataset: str = "camvid", data_root: Path | None = None) -> dict:

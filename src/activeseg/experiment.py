@@ -9,6 +9,7 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import torch
 from tqdm.auto import tqdm
@@ -29,7 +30,7 @@ from activeseg.errors import ConfigError
 from activeseg.features import FeatureCache
 from activeseg.methods import lookup
 from activeseg.models.segmenter import ModelConfig, Segmenter, build_model
-from activeseg.pipeline import coarsest_stride, default_cache_dir, make_source
+from activeseg.pipeline import coarsest_stride, default_cache_dir, make_source, resolve_test_size, scored_at
 from activeseg.regions import RegionGrid
 from activeseg.store import RunBusyError, RunStore
 from activeseg.train.checkpoint import load_checkpoint, save_checkpoint
@@ -69,8 +70,10 @@ class ExperimentConfig:
     """Early stopping of every training (D_R)."""
     test_split: str = "test"
     """Reported mIoU."""
-    test_size: tuple[int, int] | None = (360, 480)
-    """Score test at this label resolution (logits upsampled); None: the working size."""
+    test_size: tuple[int, int] | Literal["native"] | None = "native"
+    """Score test at this label resolution (H, W; logits upsampled); 'native': the size all test labels
+    share (CamVid: 360x480; the working size if sizes differ); None: the working size. `activeseg train`
+    and `evaluate` use the same rule."""
     region_rows: int = 4
     """Region grid rows per image."""
     region_cols: int = 6
@@ -166,10 +169,9 @@ def prepare(cfg: ExperimentConfig, progress: bool = True) -> Experiment:
     model = build_model(cfg.model, classes.num_classes).to(device)
     cache = (FeatureCache(model, device, ddir.name, cfg.cache_dir, progress=progress)
              if cfg.model.freeze_encoder else None)
-    test_src = make_source(model, test, cache)
-    if cfg.test_size is not None and tuple(cfg.test_size) != cfg.data.size:
-        native = load_split(ddir, cfg.test_split, tuple(cfg.test_size), cfg.data.fit, progress=progress)
-        test_src = replace(test_src, labels=native.labels)
+    test_size = resolve_test_size(cfg.test_size, ddir, cfg.test_split)
+    test_src = scored_at(make_source(model, test, cache), ddir, cfg.test_split, test_size, cfg.data.size,
+                         cfg.data.fit, progress)
     val_src = make_source(model, val, cache)
     pool_src = make_source(model, pool_split, cache)
     grid = RegionGrid.from_counts(*cfg.data.size, cfg.region_rows, cfg.region_cols)
@@ -196,8 +198,9 @@ def prepare(cfg: ExperimentConfig, progress: bool = True) -> Experiment:
             desc=f"start model ({len(start)} images)")
         start_metrics = {s: summarize(evaluate(model, m, classes.num_classes, device), classes.names)
                          for s, m in (("val", val_src), ("test", test_src))}
-        save_checkpoint(path, model, cfg.model, classes, cfg.data.size, {"metrics": start_metrics,
-                                                                          "images": start.stems})
+        save_checkpoint(path, model, cfg.model, classes, cfg.data.size,
+                        {"metrics": start_metrics, "images": start.stems, "dataset": str(ddir), "fit": cfg.data.fit,
+                         "test_size": list(test_size) if test_size else None, "test_split": cfg.test_split})
     return Experiment(cfg, device, model, start_metrics, pool, coarsest_stride(model))
 
 

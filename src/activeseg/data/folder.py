@@ -208,6 +208,17 @@ def load_split(dataset_dir: Path, split: str, size: tuple[int, int], fit: Fit = 
                              None if bool(content.all()) else content)
 
 
+def native_size(dataset_dir: Path, split: str) -> tuple[int, int] | None:
+    """The (H, W) every label of a split shares, read from the file headers; None if sizes differ."""
+    sizes = set()
+    for _, _, label_path in scan_split(Path(dataset_dir) / split):
+        with Image.open(label_path) as im:
+            sizes.add((im.height, im.width))
+        if len(sizes) > 1:
+            return None
+    return sizes.pop() if sizes else None
+
+
 def class_pixel_counts(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Pixels per class; ignored values are not counted.
 
