@@ -17,7 +17,30 @@ def test_presets_load(preset):
     kinds = {"train_": TrainCommand, "ralis_agent": AgentConfig}
     cls = next((c for prefix, c in kinds.items() if preset.name.startswith(prefix)), ExperimentConfig)
     cmd = load_yaml(preset, cls)
-    assert cmd.data.dataset == "camvid" and cmd.model.encoder == "lite0"
+    assert cmd.data.dataset == ("my_dataset" if preset.name == "folder_dataset.yaml" else "camvid")
+    assert cmd.model.encoder == "lite0"
+
+
+def test_generic_preset_plans_any_folder_dataset_without_camvid_keys(synthetic_dir):
+    from dataclasses import replace
+
+    from activeseg.experiment import ExperimentConfig, check
+
+    cfg = load_yaml(CONFIGS / "folder_dataset.yaml", ExperimentConfig)
+    cfg = replace(cfg, data=replace(cfg.data, dataset=str(synthetic_dir)), strategies=("random", "ralis"),
+                  al=replace(cfg.al, budgets=(24, 48)), start_images="random:4", state_images="random:2")
+    plan = check(cfg)  # 12 synthetic train images: 4 start, 2 state, 6 in the pool
+    assert len(plan.start) == 4 and len(plan.state) == 2 and len(plan.pool) == 6
+    assert not set(plan.start) & set(plan.pool) and not set(plan.state) & set(plan.pool)
+    with pytest.raises(ConfigError, match="al.budgets go up to 240 regions, but the pool .* has 144"):
+        check(replace(cfg, al=replace(cfg.al, budgets=(24, 240))))
+
+
+def test_key_reference_is_current():
+    from activeseg.commands import config_reference
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "config_keys.md"
+    assert doc.read_text() == config_reference(), "regenerate: activeseg keys --out docs/config_keys.md"
 
 
 def test_round_trip_through_yaml(tmp_path):

@@ -198,6 +198,18 @@ def plot(
     typer.echo(f"plot: {png}\ntable: {md}")
 
 
+@app.command()
+def keys(out: Optional[Path] = typer.Option(None, help="Write the reference to this file instead of printing it.")
+         ) -> None:
+    """Every configuration key (experiment, agent, train) with its type, default and meaning."""
+    text = commands.config_reference()
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text)
+        typer.echo(f"written: {out}")
+
+
 @agent_app.command("train")
 def agent_train(
     config: Path = typer.Argument(..., help="Agent preset (e.g. configs/ralis_agent_camvid.yaml)."),

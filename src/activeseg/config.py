@@ -9,8 +9,13 @@ A YAML file maps section names to the fields of the command's dataclass, e.g.::
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
+import inspect
+import json
+import textwrap
+import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,3 +169,51 @@ def _default(f: dataclasses.Field) -> Any:
 def save_yaml(cfg: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of a dataclass (read from its source)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, after in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+            docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def _type_name(tp: Any) -> str:
+    """A type as a user reads it: ``int``, ``list of int``, ``'stretch' or 'pad'``, ``... or null``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is type(None):
+        return "null"
+    if origin is Literal:
+        return " or ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"list of {_type_name(args[0])}"
+        return f"[{', '.join(_type_name(a) for a in args)}]"
+    if tp is Path:
+        return "path"
+    return getattr(tp, "__name__", str(tp))
+
+
+def describe_keys(cls: type, prefix: str = "", defaults: Any = None) -> list[str]:
+    """Markdown table rows ``| key | type | default | meaning |`` for every key of a config dataclass
+    (nested sections as dotted keys; defaults from ``defaults``, an instance, when given)."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    docs = _field_docs(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        default = getattr(defaults, f.name) if defaults is not None else _default(f)
+        if dataclasses.is_dataclass(tp):
+            rows += describe_keys(tp, f"{prefix}{f.name}.", None if default is dataclasses.MISSING else default)
+            continue
+        shown = "(required)" if default is dataclasses.MISSING else json.dumps(to_dict(default))
+        meaning = docs.get(f.name, "").replace("|", "\\|")
+        rows.append(f"| `{prefix}{f.name}` | {_type_name(tp)} | `{shown}` | {meaning} |")
+    return rows

@@ -154,6 +154,15 @@ def config_hash(obj: dict) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def tensor_digest(*tensors: torch.Tensor) -> str:
+    """SHA-1 of the tensors' bytes: the same pixels give the same key, whatever the dataset's path."""
+    h = hashlib.sha1()
+    for t in tensors:
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def prepare(cfg: ExperimentConfig, progress: bool = True) -> Experiment:
     """Loads the data, builds the feature cache, and trains (or reloads) the start model."""
     device = resolve_device(cfg.device)
@@ -182,16 +191,21 @@ def prepare(cfg: ExperimentConfig, progress: bool = True) -> Experiment:
     pool = Pool(pool_src, GroundTruthOracle(pool_split.labels, pool_split.content), grid, val_src, test_src, classes.num_classes,
                 classes.names, state_src, start_src)
 
-    # the start model: trained once per configuration, shared by every run of the store
+    # the start model: trained once per configuration and data content, shared by every store
     what = {"data": to_dict(cfg.data), "model": to_dict(cfg.model), "seed": cfg.start_seed,
             "train": to_dict(cfg.start_train), "images": start.stems, "test_size": cfg.test_size}
     if not cfg.start_early_stopping:
         what["early_stopping"] = False
-    key = config_hash(what)
-    path = Path(cfg.store).parent / f"start_model-{key}.pt"
+    beside_store = Path(cfg.store).parent / f"start_model-{config_hash(what)}.pt"  # where stores kept it before
+    content = {**what, "data": {**what["data"], "dataset": ddir.name, "data_root": None},
+               "pixels": tensor_digest(start.images, start.labels, val.images, val.labels, test_src.labels)}
+    shared = (Path(cfg.cache_dir).parent / "start_models" / f"start_model-{config_hash(content)}.pt"
+              if cfg.cache_dir is not None else None)
+    path = next((p for p in (shared, beside_store) if p is not None and p.is_file()), shared or beside_store)
     if path.is_file():
         model, meta = load_checkpoint(path, device)
         start_metrics = meta["extra"]["metrics"]
+        log.info("start model: %s", path)
     else:
         fit(model, start_src, val_src if cfg.start_early_stopping else None, classes.num_classes, cfg.start_train,
             device, generator, align=coarsest_stride(model), progress=progress,

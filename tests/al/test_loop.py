@@ -201,3 +201,25 @@ def test_old_run_configs_keep_matching():
     assert "final_init" not in d and "final_include_start" not in d and "optimizer" not in d["final_train"]
     d = to_dict(loop.ALConfig(final_init="start_model"))
     assert d["final_init"] == "start_model"
+
+
+def test_start_model_is_shared_between_stores_by_content(tmp_path, al_config):
+    import yaml
+
+    from activeseg.commands import load_experiment, run_al
+    from activeseg.experiment import prepare
+
+    cfg = yaml.safe_load(al_config.read_text())
+    cfg["cache_dir"] = str(tmp_path / "cache" / "features")
+    cfg["al"]["budgets"] = [8]
+    al_config.write_text(yaml.safe_dump(cfg))
+    first = load_experiment(al_config)
+    run_al(first, progress=False)
+    shared = list((tmp_path / "cache" / "start_models").glob("start_model-*.pt"))
+    assert len(shared) == 1 and not list((tmp_path / "runs").glob("start_model-*.pt"))
+    stamp = shared[0].stat().st_mtime_ns
+    from dataclasses import replace
+
+    exp = prepare(replace(first, store=tmp_path / "other" / "store.sqlite"), progress=False)  # another store
+    assert shared[0].stat().st_mtime_ns == stamp  # reused, not retrained
+    assert exp.start_metrics == prepare(first, progress=False).start_metrics
