@@ -166,3 +166,12 @@ def test_ctrl_c_exits_130_with_the_resume_hint(monkeypatch, capsys, al_config_cl
     assert info.value.code == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "--resume" in err and "Traceback" not in err
+
+
+def test_bad_device_and_missing_agent_stop_before_anything_is_written(tmp_path, al_config_cli):
+    _user_error(activeseg("run", "--config", al_config_cli, "--strategy", "random", "--device", "tpu", check=False),
+                "'tpu'", "cpu")
+    p = activeseg("run", "--config", al_config_cli, "--strategy", "ralis", "--agent", tmp_path / "none.pt",
+                  check=False)
+    _user_error(p, "none.pt", "is not a file", "activeseg agent train")
+    assert not (tmp_path / "runs").exists()

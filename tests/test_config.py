@@ -21,14 +21,16 @@ def test_presets_load(preset):
     assert cmd.model.encoder == "lite0"
 
 
-def test_generic_preset_plans_any_folder_dataset_without_camvid_keys(synthetic_dir):
+def test_generic_preset_plans_any_folder_dataset_without_camvid_keys(tmp_path, synthetic_dir):
     from dataclasses import replace
 
     from activeseg.experiment import ExperimentConfig, check
 
     cfg = load_yaml(CONFIGS / "folder_dataset.yaml", ExperimentConfig)
+    (tmp_path / "agent.pt").write_bytes(b"")  # check() only asks that the agent file exists
     cfg = replace(cfg, data=replace(cfg.data, dataset=str(synthetic_dir)), strategies=("random", "ralis"),
-                  al=replace(cfg.al, budgets=(24, 48)), start_images="random:4", state_images="random:2")
+                  al=replace(cfg.al, budgets=(24, 48), agent=tmp_path / "agent.pt"), start_images="random:4",
+                  state_images="random:2")
     plan = check(cfg)  # 12 synthetic train images: 4 start, 2 state, 6 in the pool
     assert len(plan.start) == 4 and len(plan.state) == 2 and len(plan.pool) == 6
     assert not set(plan.start) & set(plan.pool) and not set(plan.state) & set(plan.pool)

@@ -225,7 +225,7 @@ def load_experiment(config: Path | None) -> ExperimentConfig:
 
 def run_al(cfg: ExperimentConfig, resume: bool = False, progress: bool = True) -> list[dict]:
     """One active-learning run (cfg.al.strategy, cfg.al.seed); returns its evaluations."""
-    check(cfg)  # before the store is created or any image read
+    check(cfg, (cfg.al.strategy,))  # before the store is created or any image read
     store = RunStore(cfg.store)
     existing = {r["run_id"]: r["status"] for r in store.runs()}
     store.close()

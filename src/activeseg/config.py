@@ -107,7 +107,18 @@ def from_dict(cls: type, values: dict[str, Any] | None) -> Any:
     try:
         return _adapter(cls).validate_python(values)
     except ValidationError as exc:
-        raise ConfigError("; ".join(_explain(cls, e) for e in exc.errors())) from None
+        errors = exc.errors()
+        unknown = [e for e in errors if e["type"] == "unexpected_keyword_argument"]
+        lines = [_explain(cls, e) for e in errors if e not in unknown]
+        if unknown:  # one line for all unknown keys of a section
+            by_section: dict[tuple, list[str]] = {}
+            for e in unknown:
+                by_section.setdefault(tuple(e["loc"][:-1]), []).append(".".join(map(str, e["loc"])))
+            for section, keys in by_section.items():
+                valid = sorted(f.name for f in dataclasses.fields(_section(cls, (*section, "x"))))
+                lines.append(f"unknown key{'s' if len(keys) > 1 else ''} {', '.join(repr(k) for k in keys)}; "
+                             f"valid keys here: {', '.join(valid)} (every key: docs/config_keys.md)")
+        raise ConfigError("; ".join(lines)) from None
     except TypeError as exc:  # e.g. a missing required field
         raise ConfigError(str(exc)) from None
 

@@ -16,7 +16,12 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
-    return torch.device(name)
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ConfigError(f"device {name!r} is not one of auto, cpu, cuda, cuda:N")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r} is not one of auto, cpu, cuda, cuda:N") from None
 
 
 def seed_everything(seed: int) -> torch.Generator:

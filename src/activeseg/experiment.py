@@ -29,6 +29,7 @@ from activeseg.device import resolve_device, seed_everything
 from activeseg.errors import ConfigError
 from activeseg.features import FeatureCache
 from activeseg.methods import lookup
+from activeseg.methods.registry import check_method
 from activeseg.models.segmenter import ModelConfig, Segmenter, build_model
 from activeseg.pipeline import coarsest_stride, default_cache_dir, make_source, resolve_test_size, scored_at
 from activeseg.regions import RegionGrid
@@ -134,8 +135,12 @@ def plan_images(cfg: ExperimentConfig, dataset_dir: Path) -> ImagePlan:
     return ImagePlan(start, pool, state)
 
 
-def check(cfg: ExperimentConfig) -> ImagePlan:
-    """Everything that can be checked before data is loaded or a file is written."""
+def check(cfg: ExperimentConfig, strategies: tuple[str, ...] | None = None) -> ImagePlan:
+    """Everything that can be checked before data is loaded or a file is written: the device, the
+    methods of ``strategies`` (default: the benchmark's) and their agents, the dataset and the image plan."""
+    resolve_device(cfg.device)
+    for name in cfg.strategies if strategies is None else strategies:
+        check_method(name, cfg.al.agent)
     return plan_images(cfg, resolve_dataset_dir(cfg.data.dataset, cfg.data.data_root))
 
 

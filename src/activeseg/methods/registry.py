@@ -50,9 +50,16 @@ def lookup(name: str) -> Method:
     return _METHODS[name]
 
 
-def build_policy(name: str, agent: Path | str | None = None) -> Policy:
-    """The policy of method ``name``; ``agent`` is the checkpoint of methods that need one."""
+def check_method(name: str, agent: Path | str | None = None) -> Method:
+    """The method ``name``, after checking that a method needing an agent checkpoint has one on disk."""
     method = lookup(name)
     if method.needs_agent and agent is None:
         raise ConfigError(method.missing_agent)
-    return method.build(agent)
+    if method.needs_agent and not Path(agent).is_file():
+        raise ConfigError(f"al.agent / --agent: {agent} is not a file. {method.missing_agent}")
+    return method
+
+
+def build_policy(name: str, agent: Path | str | None = None) -> Policy:
+    """The policy of method ``name``; ``agent`` is the checkpoint of methods that need one."""
+    return check_method(name, agent).build(agent)
