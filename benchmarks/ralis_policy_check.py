@@ -6,6 +6,14 @@ descriptors), and the greedy agent (last and best checkpoints). Episode seeds ar
 training episodes'; every policy sees the same episode seeds. Val only: the test split is not touched.
 
     python benchmarks/ralis_policy_check.py configs/ralis_agent_camvid.yaml --episodes 5 --out docs/ralis
+
+With ``--agents DIR ...`` it compares the last and best checkpoints of several agent folders (e.g. the
+three seeds of the low-start agent) and names the one with the highest mean D_R mIoU at the budget:
+the checkpoint choice on val of the low-start test phase.
+
+    python benchmarks/ralis_policy_check.py configs/ralis_agent_lowstart.yaml --episodes 3 \
+        --agents runs/ralis_agent_lowstart/s20 runs/ralis_agent_lowstart/s50 runs/ralis_agent_lowstart/s234 \
+        --out docs/ralis_lowstart
 """
 
 from __future__ import annotations
@@ -51,14 +59,18 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=5)
     ap.add_argument("--first-episode", type=int, default=1000, help="episode seeds start here (training used 0..)")
     ap.add_argument("--out", type=Path, default=Path("docs/ralis"))
+    ap.add_argument("--agents", type=Path, nargs="*", help="agent folders to compare (default: the preset's out)")
     args = ap.parse_args()
     cfg = load_yaml(args.config, AgentConfig)
     cfg = replace(cfg, out=Path(cfg.out))
     env = prepare_env(cfg, progress=False)
     class_bins = cfg.descriptors.class_bins(env.pool.num_classes)
-    policies = {"random": random_choice, "entropy": entropy_choice(class_bins),
-                "ralis_last": agent_choice(cfg.out / "agent_last.pt"),
-                "ralis_best": agent_choice(cfg.out / "agent_best.pt")}
+    policies = {"random": random_choice, "entropy": entropy_choice(class_bins)}
+    folders = args.agents or [cfg.out]
+    for folder in folders:
+        tag = "" if len(folders) == 1 else f"_{folder.name}"
+        for which in ("last", "best"):
+            policies[f"ralis{tag}_{which}"] = agent_choice(folder / f"agent_{which}.pt")
     results: dict[str, list[dict]] = {name: [] for name in policies}
     for e in range(args.first_episode, args.first_episode + args.episodes):
         for name, choose in policies.items():
@@ -71,9 +83,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "policy_check.json").write_text(json.dumps({"config": str(args.config), "start_miou": env.start_miou,
                                                             "results": results}, indent=1))
-    lines = ["| policy | return (mean ± std) | D_R mIoU at 480 regions | after the end-of-episode epoch | "
+    lines = [f"| policy | return (mean ± std) | D_R mIoU at {cfg.budget} regions | after the end-of-episode epoch | "
              "rare-class share of labelled pixels |", "|---|---|---|---|---|"]
-    rare = [2, 6, 7, 9, 10]  # pole, sign_symbol, fence, pedestrian, bicyclist
+    rare = [i for i, n in enumerate(env.pool.class_names)
+            if n in ("pole", "sign_symbol", "fence", "pedestrian", "bicyclist")]
     for name, recs in results.items():
         ret = np.array([r["return"] for r in recs])
         at = np.array([r["step_miou"][-1] for r in recs]) * 100
@@ -82,6 +95,9 @@ def main() -> None:
                          for r in recs]) * 100
         lines.append(f"| {name} | {ret.mean():.2f} ± {ret.std(ddof=1):.2f} | {at.mean():.1f} ± {at.std(ddof=1):.1f} | "
                      f"{fin.mean():.1f} ± {fin.std(ddof=1):.1f} | {share:.1f} % |")
+    agents = {n: np.mean([r["step_miou"][-1] for r in recs]) for n, recs in results.items() if n.startswith("ralis")}
+    chosen = max(agents, key=agents.get)
+    lines += ["", f"Chosen on val (highest mean D_R mIoU at the budget): **{chosen}** ({100 * agents[chosen]:.1f})"]
     table = "\n".join(lines) + "\n"
     (args.out / "policy_check.md").write_text(table)
     print(table)
