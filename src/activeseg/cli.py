@@ -23,6 +23,8 @@ data_app = typer.Typer(no_args_is_help=True, help="Inspect and download datasets
 app.add_typer(data_app, name="data")
 agent_app = typer.Typer(no_args_is_help=True, help="RALIS: train the agent that learns which regions to label.")
 app.add_typer(agent_app, name="agent")
+deal_app = typer.Typer(no_args_is_help=True, help="DEAL: look at the difficulty maps of a model.")
+app.add_typer(deal_app, name="deal")
 
 RESUME_HINT = ("interrupted: every finished step, episode and checkpoint is saved. Run the same command again to "
                "continue (`activeseg run` needs --resume; `benchmark` and `agent train` resume by themselves).")
@@ -154,7 +156,8 @@ def _experiment(config: Optional[Path], store: Optional[Path], device: Optional[
 @app.command()
 def run(
     config: Path = typer.Option(..., help="Experiment preset (see configs/, e.g. configs/camvid_demo.yaml)."),
-    strategy: Optional[str] = typer.Option(None, help="random, entropy, margin, bald or ralis."),
+    strategy: Optional[str] = typer.Option(None, help="random, entropy, margin, bald, ralis, deal_de, deal_ds, "
+                                           "deal_de_image or deal_ds_image."),
     agent: Optional[Path] = typer.Option(None, help="ralis: the trained agent (agent_last.pt or agent_best.pt)."),
     seed: Optional[int] = typer.Option(None, help="Seed of the run."),
     name: Optional[str] = typer.Option(None, help="Label of the run in the store and tables (default: the strategy)."),
@@ -230,6 +233,21 @@ def agent_train(
                f"{summary['start_miou']:.4f}; last episode D_R mIoU {eps[-1]['final_miou']:.4f}")
     typer.echo(f"agent: {cfg.out / 'agent_last.pt'} (best: {cfg.out / 'agent_best.pt'}); "
                f"plot: {cfg.out / 'agent_training.png'}")
+
+
+@deal_app.command("show")
+def deal_show(
+    checkpoint: Path = typer.Argument(..., help="A model with a difficulty head (a DEAL run's start_model-*.pt)."),
+    split: str = typer.Option("val", help="Split whose first images are shown."),
+    images: int = typer.Option(4, help="Images (rows) to show."),
+    out: Path = typer.Option(Path("difficulty.png"), help="PNG to write."),
+    dataset: Optional[str] = typer.Option(None, help="Dataset (default: the one the model was trained on)."),
+    data_root: Optional[Path] = typer.Option(None, help=DATA_ROOT_HELP),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+) -> None:
+    """Per image: the image, its ground truth, the difficulty map and the error mask, as one PNG."""
+    png = commands.run_deal_show(checkpoint, out, split, images, dataset, data_root, device)
+    typer.echo(f"written: {png}")
 
 
 @data_app.command("info")

@@ -249,6 +249,14 @@ def run_benchmark(cfg: ExperimentConfig, progress: bool = True) -> tuple[Path, P
     return run_plot(store, store.parent)
 
 
+def run_deal_show(checkpoint: Path, out: Path, split: str = "val", images: int = 4, dataset: str | None = None,
+                  data_root: Path | None = None, device_name: str = "auto") -> Path:
+    """DEAL: a PNG of image | ground truth | difficulty map | error mask for the first images of a split."""
+    from activeseg.methods.deal.show import show_difficulty
+
+    return show_difficulty(checkpoint, out, split, images, dataset, data_root, device_name)
+
+
 def run_plot(store: Path, out_dir: Path | None = None) -> tuple[Path, Path, str]:
     """Learning-curve PNG and markdown table of a store; returns their paths and the table."""
     RunStore.open_existing(store).close()

@@ -22,13 +22,14 @@ from activeseg.al.loop import (
 )
 from activeseg.al.oracle import GroundTruthOracle
 from activeseg.config import ADDED, DataConfig, to_dict
+from activeseg.data.classes import ClassInfo
 from activeseg.data.folder import load_split, scan_split
 from activeseg.data.subsets import resolve_images
 from activeseg.data.roots import resolve_dataset_dir
 from activeseg.device import resolve_device, seed_everything
 from activeseg.errors import ConfigError
 from activeseg.features import FeatureCache
-from activeseg.methods import lookup
+from activeseg.methods import head_specs, lookup
 from activeseg.methods.registry import check_method
 from activeseg.models.segmenter import ModelConfig, Segmenter, build_model
 from activeseg.pipeline import coarsest_stride, default_cache_dir, make_source, resolve_test_size, scored_at
@@ -36,7 +37,7 @@ from activeseg.regions import RegionGrid
 from activeseg.store import RunBusyError, RunStore
 from activeseg.train.checkpoint import load_checkpoint, save_checkpoint
 from activeseg.train.metrics import summarize
-from activeseg.train.trainer import TrainConfig, evaluate, fit
+from activeseg.train.trainer import Source, TrainConfig, evaluate, fit, head_metrics
 
 log = logging.getLogger(__name__)
 
@@ -147,12 +148,29 @@ def check(cfg: ExperimentConfig, strategies: tuple[str, ...] | None = None) -> I
 
 @dataclass
 class Experiment:
+    """A prepared experiment: the data, the pool and the (plain) start model."""
+
     cfg: ExperimentConfig
     device: torch.device
     start_model: Segmenter
     start_metrics: dict
     pool: Pool
     align: int
+    trainer: "StartModelTrainer | None" = None
+    _with_heads: dict[str, tuple[Segmenter, dict]] = field(default_factory=dict)
+
+    def start_model_for(self, al: ALConfig) -> tuple[Segmenter, dict]:
+        """The start model of a run of ``al``'s method: the plain one, or, for a method that brings
+        auxiliary heads, one trained with them (once per head set, cached like the plain one)."""
+        heads = head_specs(al.strategy, al, self.pool.num_classes)
+        if not heads:
+            return self.start_model, self.start_metrics
+        key = config_hash(heads)
+        if key not in self._with_heads:
+            if self.trainer is None:
+                raise ValueError("this experiment cannot train start models with heads (no trainer)")
+            self._with_heads[key] = self.trainer.with_heads(heads)
+        return self._with_heads[key]
 
 
 def config_hash(obj: dict) -> str:
@@ -202,26 +220,67 @@ def prepare(cfg: ExperimentConfig, progress: bool = True) -> Experiment:
             "train": to_dict(cfg.start_train), "images": start.stems, "test_size": cfg.test_size}
     if not cfg.start_early_stopping:
         what["early_stopping"] = False
-    beside_store = Path(cfg.store).parent / f"start_model-{config_hash(what)}.pt"  # where stores kept it before
     content = {**what, "data": {**what["data"], "dataset": ddir.name, "data_root": None},
                "pixels": tensor_digest(start.images, start.labels, val.images, val.labels, test_src.labels)}
-    shared = (Path(cfg.cache_dir).parent / "start_models" / f"start_model-{config_hash(content)}.pt"
-              if cfg.cache_dir is not None else None)
-    path = next((p for p in (shared, beside_store) if p is not None and p.is_file()), shared or beside_store)
-    if path.is_file():
-        model, meta = load_checkpoint(path, device)
-        start_metrics = meta["extra"]["metrics"]
-        log.info("start model: %s", path)
-    else:
-        fit(model, start_src, val_src if cfg.start_early_stopping else None, classes.num_classes, cfg.start_train,
-            device, generator, align=coarsest_stride(model), progress=progress,
-            desc=f"start model ({len(start)} images)")
-        start_metrics = {s: summarize(evaluate(model, m, classes.num_classes, device), classes.names)
-                         for s, m in (("val", val_src), ("test", test_src))}
-        save_checkpoint(path, model, cfg.model, classes, cfg.data.size,
-                        {"metrics": start_metrics, "images": start.stems, "dataset": str(ddir), "fit": cfg.data.fit,
-                         "test_size": list(test_size) if test_size else None, "test_split": cfg.test_split})
-    return Experiment(cfg, device, model, start_metrics, pool, coarsest_stride(model))
+    meta = {"images": start.stems, "dataset": str(ddir), "fit": cfg.data.fit,
+            "test_size": list(test_size) if test_size else None, "test_split": cfg.test_split}
+    trainer = StartModelTrainer(cfg, device, classes, start_src, val_src, test_src, what, content, meta, progress)
+    model, start_metrics = trainer.load_or_train(model, generator)
+    return Experiment(cfg, device, model, start_metrics, pool, coarsest_stride(model), trainer)
+
+
+@dataclass
+class StartModelTrainer:
+    """Trains a start model once per configuration, data content and set of auxiliary heads, and caches
+    it: in the shared cache beside the feature cache (key: ``content``), or beside the store (key:
+    ``what``, where stores kept it before). A model with heads adds their specs to both keys; the plain
+    model's keys are unchanged."""
+
+    cfg: ExperimentConfig
+    device: torch.device
+    classes: ClassInfo
+    start: Source
+    val: Source
+    test: Source
+    what: dict
+    content: dict
+    meta: dict
+    progress: bool = True
+
+    def paths(self, heads: dict[str, dict]) -> tuple[Path | None, Path]:
+        what, content = (self.what, self.content) if not heads else (
+            {**self.what, "heads": heads}, {**self.content, "heads": heads})
+        beside_store = Path(self.cfg.store).parent / f"start_model-{config_hash(what)}.pt"
+        shared = (Path(self.cfg.cache_dir).parent / "start_models" / f"start_model-{config_hash(content)}.pt"
+                  if self.cfg.cache_dir is not None else None)
+        return shared, beside_store
+
+    def load_or_train(self, model: Segmenter, generator: torch.Generator) -> tuple[Segmenter, dict]:
+        """``model`` (freshly built, with its heads) trained on the start images, or the cached copy."""
+        cfg, heads = self.cfg, model.head_specs()
+        shared, beside_store = self.paths(heads)
+        path = next((p for p in (shared, beside_store) if p is not None and p.is_file()), shared or beside_store)
+        if path.is_file():
+            model, meta = load_checkpoint(path, self.device)
+            log.info("start model: %s", path)
+            return model, meta["extra"]["metrics"]
+        what = f"start model ({len(self.start)} images{', heads ' + ', '.join(heads) if heads else ''})"
+        fit(model, self.start, self.val if cfg.start_early_stopping else None, self.classes.num_classes,
+            cfg.start_train, self.device, generator, align=coarsest_stride(model), progress=self.progress, desc=what)
+        metrics = {s: summarize(evaluate(model, m, self.classes.num_classes, self.device), self.classes.names)
+                   for s, m in (("val", self.val), ("test", self.test))}
+        extra = head_metrics(model, self.val, self.device)
+        if extra:  # the heads' own metrics on val (e.g. the difficulty map's AUROC)
+            metrics["val"]["extra"] = extra
+        save_checkpoint(path, model, cfg.model, self.classes, cfg.data.size, {"metrics": metrics, **self.meta})
+        log.info("start model saved: %s", path)
+        return model, metrics
+
+    def with_heads(self, heads: dict[str, dict]) -> tuple[Segmenter, dict]:
+        """The start model carrying ``heads``, built and trained from the start seed like the plain one."""
+        generator = seed_everything(self.cfg.start_seed)  # same seeding as prepare: same initial weights
+        model = build_model(self.cfg.model, self.classes.num_classes, heads).to(self.device)
+        return self.load_or_train(model, generator)
 
 
 def run_config(cfg: ExperimentConfig, al: ALConfig) -> dict:
@@ -237,6 +296,9 @@ def run_config(cfg: ExperimentConfig, al: ALConfig) -> dict:
         d.pop("state_images")
     if not method.needs_agent:
         d["al"].pop("agent")
+    d["al"].pop("deal", None)  # method sections: recorded in full for the method that reads them only
+    if method.options is not None:
+        d["al"][method.options] = to_dict(getattr(al, method.options))
     return d
 
 
@@ -256,7 +318,8 @@ def run_one(exp: Experiment, al: ALConfig, progress: bool = True) -> str:
         bar.update(1)
 
     try:
-        return run_active_learning(al, exp.start_model, exp.pool, store, exp.device, run_config(exp.cfg, al),
+        start_model, _ = exp.start_model_for(al)
+        return run_active_learning(al, start_model, exp.pool, store, exp.device, run_config(exp.cfg, al),
                                    exp.align, on_step)
     finally:
         bar.close()

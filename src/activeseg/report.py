@@ -260,6 +260,7 @@ def markdown_table(store_path: Path, split: str = "test") -> str:
                 hists = [list(r["class_histogram"]) + [0] * (bins - len(r["class_histogram"])) for r in rows]
                 shares = [sum(h[i] / sum(h) for h in hists) / len(hists) for i in range(bins)]
                 lines.append(f"| {s} | " + " | ".join(f"{100 * v:.1f}" for v in shares) + " |")
+    lines += extras_table(evals)
     if timing:
         eval_seconds = defaultdict(list)
         for e in evals:
@@ -277,6 +278,31 @@ def markdown_table(store_path: Path, split: str = "test") -> str:
         lines += ["", f"Compute time of every run in the store (steps + final trainings, bounds excluded): "
                   f"{total / 3600:.2f} h"]
     return "\n".join(lines) + "\n"
+
+
+def extras_table(evals: list[dict], split: str = "val") -> list[str]:
+    """Markdown lines of the further metrics stored with the evaluations (e.g. an auxiliary head's, such
+    as ``difficulty_auroc``): mean over seeds for the start model (``start_<key>``) and at each budget."""
+    rows = [e for e in evals if e["split"] == split and e.get("extra") and e["strategy"] not in BOUNDS]
+    if not rows:
+        return []
+    keys = sorted({k for e in rows for k in e["extra"] if not k.startswith("start_")})
+    budgets = sorted({e["budget"] for e in rows})
+    lines = ["", f"Further {split} metrics of the final models (mean over seeds; start: the run's start model)", "",
+             "| strategy | metric | start | " + " | ".join(str(b) for b in budgets) + " |",
+             "|---" * (len(budgets) + 3) + "|"]
+
+    def mean(values: list) -> str:
+        values = [v for v in values if v is not None]
+        return f"{sum(values) / len(values):.3f}" if values else "-"
+
+    for s in sorted({e["strategy"] for e in rows}):
+        mine = [e for e in rows if e["strategy"] == s]
+        for k in keys:
+            start = mean([e["extra"].get(f"start_{k}") for e in mine])
+            cells = [mean([e["extra"].get(k) for e in mine if e["budget"] == b]) for b in budgets]
+            lines.append(f"| {s} | {k} | {start} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot_agent_history(summary: dict, out_png: Path) -> Path:

@@ -33,6 +33,9 @@ CREATE TABLE IF NOT EXISTS evaluations (
     run_id TEXT NOT NULL, budget INTEGER NOT NULL, split TEXT NOT NULL, labelled INTEGER NOT NULL,
     miou REAL NOT NULL, pixel_accuracy REAL, iou TEXT NOT NULL, class_histogram TEXT, epochs INTEGER,
     seconds REAL, created REAL NOT NULL, PRIMARY KEY (run_id, budget, split));
+CREATE TABLE IF NOT EXISTS evaluation_extras (
+    run_id TEXT NOT NULL, budget INTEGER NOT NULL, split TEXT NOT NULL, extra TEXT NOT NULL,
+    PRIMARY KEY (run_id, budget, split));
 CREATE TABLE IF NOT EXISTS checkpoints (
     run_id TEXT PRIMARY KEY, step INTEGER NOT NULL, blob BLOB NOT NULL);
 """
@@ -195,23 +198,34 @@ class RunStore:
     # --- evaluations ----------------------------------------------------------------------------
 
     def record_evaluation(self, run_id: str, budget: int, split: str, labelled: int, metrics: dict,
-                          class_histogram: list[int] | None, epochs: int | None, seconds: float) -> None:
-        self._tx([("INSERT OR REPLACE INTO evaluations VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                   (run_id, budget, split, labelled, metrics["miou"], metrics.get("pixel_accuracy"),
-                    json.dumps(metrics["iou"]), json.dumps(class_histogram), epochs, seconds, time.time()))])
+                          class_histogram: list[int] | None, epochs: int | None, seconds: float,
+                          extra: dict | None = None) -> None:
+        """One evaluation; ``extra`` holds further metrics (e.g. an auxiliary head's), or None.
+
+        ``extra`` goes to its own table (``evaluation_extras``) in the same transaction: the evaluations
+        table keeps the columns that processes running older code insert into."""
+        statements = [("INSERT OR REPLACE INTO evaluations VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                       (run_id, budget, split, labelled, metrics["miou"], metrics.get("pixel_accuracy"),
+                        json.dumps(metrics["iou"]), json.dumps(class_histogram), epochs, seconds, time.time()))]
+        if extra is not None:
+            statements.append(("INSERT OR REPLACE INTO evaluation_extras VALUES (?,?,?,?)",
+                               (run_id, budget, split, json.dumps(extra))))
+        self._tx(statements)
 
     def evaluations(self, run_id: str | None = None) -> list[dict]:
         sql = ("SELECT e.run_id, r.strategy, r.seed, e.budget, e.split, e.labelled, e.miou, e.pixel_accuracy, "
-               "e.iou, e.class_histogram, e.epochs, e.seconds FROM evaluations e JOIN runs r USING (run_id)")
+               "e.iou, e.class_histogram, e.epochs, e.seconds, x.extra FROM evaluations e JOIN runs r USING (run_id) "
+               "LEFT JOIN evaluation_extras x USING (run_id, budget, split)")
         args: tuple = ()
         if run_id is not None:
             sql, args = sql + " WHERE e.run_id=?", (run_id,)
         keys = ("run_id", "strategy", "seed", "budget", "split", "labelled", "miou", "pixel_accuracy", "iou",
-                "class_histogram", "epochs", "seconds")
+                "class_histogram", "epochs", "seconds", "extra")
         out = []
         for row in self.db.execute(sql + " ORDER BY e.run_id, e.budget, e.split", args).fetchall():
             d = dict(zip(keys, row))
             d["iou"], d["class_histogram"] = json.loads(d["iou"]), json.loads(d["class_histogram"] or "null")
+            d["extra"] = json.loads(d["extra"]) if d["extra"] else None
             out.append(d)
         return out
 

@@ -25,6 +25,7 @@ from activeseg.al.strategies import Selection, SelectionContext
 from activeseg.config import ADDED
 from activeseg.errors import ConfigError
 from activeseg.methods import build_policy, lookup
+from activeseg.methods.deal.config import DealConfig
 from activeseg.models.segmenter import Segmenter
 from activeseg.regions import RegionGrid
 from activeseg.store import RunStore
@@ -35,6 +36,7 @@ from activeseg.train.trainer import (
     TrainConfig,
     evaluate,
     fit,
+    head_metrics,
     make_batches,
     make_optimizer,
     train_one_epoch,
@@ -48,7 +50,8 @@ class ALConfig:
     """One active-learning run."""
 
     strategy: str = "entropy"
-    """Selection method by name (`activeseg.methods`): random, entropy, margin, bald, ralis."""
+    """Selection method by name (`activeseg.methods`): random, entropy, margin, bald, ralis, deal_de, deal_ds,
+    deal_de_image, deal_ds_image."""
     agent: Path | None = None
     """ralis: the trained agent checkpoint (`activeseg agent train` writes agent_last.pt, agent_best.pt)."""
     name: str | None = None
@@ -79,6 +82,8 @@ class ALConfig:
     the RALIS reference) or 'start_model' (the run's start model, the same for every strategy and seed)."""
     final_include_start: bool = field(default=False, metadata=ADDED)
     """Final training (and the upper bound) also trains on the fully labelled start images."""
+    deal: DealConfig = field(default_factory=DealConfig, metadata=ADDED)
+    """DEAL's options (strategies deal_de, deal_ds, deal_de_image, deal_ds_image)."""
 
     def __post_init__(self) -> None:
         method = lookup(self.strategy)
@@ -166,7 +171,8 @@ def final_train_and_evaluate(model: Segmenter, pool: Pool, state: LabelledState,
                              include_start: bool = False) -> dict:
     """Trains a copy of ``model`` on every labelled region (crops around a random labelled region of each
     image), and with ``include_start`` on the fully labelled start images too, early stopping on val;
-    returns its val and test metrics. ``model`` itself is unchanged."""
+    returns its val and test metrics, and the metrics of the model's auxiliary heads on val
+    (``val_extra``, {} without heads). ``model`` itself is unchanged."""
     trained = copy.deepcopy(model)
     images, keep = labelled_images(pool, state)
     source: Source | ConcatSource = partial_source(pool, state)
@@ -182,6 +188,7 @@ def final_train_and_evaluate(model: Segmenter, pool: Pool, state: LabelledState,
         "epochs": sum(1 for h in result.history if h["epoch"] >= 0),
         "val": summarize(evaluate(trained, pool.val, pool.num_classes, device), pool.class_names),
         "test": summarize(evaluate(trained, pool.test, pool.num_classes, device), pool.class_names),
+        "val_extra": head_metrics(trained, pool.val, device),
     }
 
 
@@ -207,12 +214,16 @@ def run_active_learning(cfg: ALConfig, start_model: Segmenter, pool: Pool, store
         optimizer.load_state_dict(ckpt["optimizer"])
         state.load_state_dict(ckpt["state"])
         log.info("resuming %s after step %d (%d regions labelled)", run_id, step, state.num_labelled)
-    strategy = build_policy(cfg.strategy, cfg.agent)
+    strategy = build_policy(cfg.strategy, cfg)
     K = cfg.regions_per_step
+    start_extra: dict | None = None  # the start model's head metrics on val, measured when first needed
     try:
         while True:
             final_from = start_model if cfg.final_init == "start_model" else model
-            _evaluate_due_budgets(cfg, run_id, final_from, pool, state, store, device, align)
+            if start_extra is None and any(state.num_labelled >= b and not store.has_evaluation(run_id, b, "test")
+                                           for b in cfg.budgets):
+                start_extra = {f"start_{k}": v for k, v in head_metrics(start_model, pool.val, device).items()}
+            _evaluate_due_budgets(cfg, run_id, final_from, pool, state, store, device, align, start_extra or {})
             if state.num_labelled >= cfg.budgets[-1]:
                 break
             step += 1
@@ -241,8 +252,10 @@ def run_active_learning(cfg: ALConfig, start_model: Segmenter, pool: Pool, store
 
 
 def _evaluate_due_budgets(cfg: ALConfig, run_id: str, model: Segmenter, pool: Pool, state: LabelledState,
-                          store: RunStore, device: torch.device, align: int) -> None:
-    """Final training (from ``model``) and evaluation for every budget reached but not yet evaluated."""
+                          store: RunStore, device: torch.device, align: int, start_extra: dict) -> None:
+    """Final training (from ``model``) and evaluation for every budget reached but not yet evaluated.
+    The val record carries the auxiliary heads' metrics of the trained model and of the start model
+    (``start_extra``, keys prefixed ``start_``) when there are any."""
     for budget in cfg.budgets:
         if state.num_labelled < budget or store.has_evaluation(run_id, budget, "test"):
             continue
@@ -251,7 +264,8 @@ def _evaluate_due_budgets(cfg: ALConfig, run_id: str, model: Segmenter, pool: Po
         out = final_train_and_evaluate(model, pool, state, cfg.final_train, device, generator, align,
                                        cfg.final_include_start)
         hist = pool.oracle.class_histogram(state, pool.num_classes).tolist()
+        extra = {**out["val_extra"], **start_extra} or None
         for split in ("val", "test"):
             store.record_evaluation(run_id, budget, split, state.num_labelled, out[split], hist, out["epochs"],
-                                    time.perf_counter() - t)
+                                    time.perf_counter() - t, extra if split == "val" else None)
         log.info("%s: %d regions, test mIoU %.4f", run_id, state.num_labelled, out["test"]["miou"])

@@ -34,7 +34,7 @@ def bald_pixel_scores(ctx: SelectionContext, images: torch.Tensor) -> torch.Tens
     return acc.score()
 
 
-register(Method("random", lambda agent: ScoredPolicy(None)))
-register(Method("entropy", lambda agent: ScoredPolicy(softmax_scores(entropy))))
-register(Method("margin", lambda agent: ScoredPolicy(softmax_scores(margin))))
-register(Method("bald", lambda agent: ScoredPolicy(bald_pixel_scores)))
+register(Method("random", lambda cfg: ScoredPolicy(None)))
+register(Method("entropy", lambda cfg: ScoredPolicy(softmax_scores(entropy))))
+register(Method("margin", lambda cfg: ScoredPolicy(softmax_scores(margin))))
+register(Method("bald", lambda cfg: ScoredPolicy(bald_pixel_scores)))

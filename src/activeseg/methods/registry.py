@@ -6,9 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from activeseg.al.strategies import Policy
 from activeseg.errors import ConfigError
+
+if TYPE_CHECKING:  # the loop imports this module: no import back at run time
+    from activeseg.al.loop import ALConfig
 
 
 @dataclass(frozen=True)
@@ -17,16 +21,21 @@ class Method:
 
     Attributes:
         name: what users write (``--strategy NAME``, ``al.strategy``).
-        build: makes the policy; receives the agent checkpoint (None for methods without one).
+        build: makes the policy from the run's ``ALConfig`` (e.g. ``cfg.agent``, ``cfg.deal``).
         needs_agent: a trained checkpoint must be given (``--agent``); ``missing_agent`` says how to get one.
         needs_state_set: the policy observes the state images (``state_images``) besides the pool.
+        heads: the auxiliary heads the method's model carries, ``heads(cfg, num_classes) -> {name: spec}``
+            (see ``activeseg.models.heads``); its start model is trained with their losses. None: no heads.
+        options: the ``ALConfig`` section the method reads (recorded in full with its runs), or None.
     """
 
     name: str
-    build: Callable[[Path | str | None], Policy]
+    build: Callable[["ALConfig"], Policy]
     needs_agent: bool = False
     needs_state_set: bool = False
     missing_agent: str = ""
+    heads: Callable[["ALConfig", int], dict[str, dict]] | None = None
+    options: str | None = None
 
 
 _METHODS: dict[str, Method] = {}
@@ -60,6 +69,18 @@ def check_method(name: str, agent: Path | str | None = None) -> Method:
     return method
 
 
-def build_policy(name: str, agent: Path | str | None = None) -> Policy:
-    """The policy of method ``name``; ``agent`` is the checkpoint of methods that need one."""
-    return check_method(name, agent).build(agent)
+def build_policy(name: str, cfg: "ALConfig | None" = None) -> Policy:
+    """The policy of method ``name`` with the options of ``cfg`` (default: every option at its default,
+    no agent)."""
+    method = check_method(name, None if cfg is None else cfg.agent)
+    if cfg is None:
+        from activeseg.al.loop import ALConfig
+
+        cfg = ALConfig()
+    return method.build(cfg)
+
+
+def head_specs(name: str, cfg: "ALConfig", num_classes: int) -> dict[str, dict]:
+    """The auxiliary heads of method ``name``'s model (name -> spec); {} for a method without heads."""
+    method = lookup(name)
+    return {} if method.heads is None else method.heads(cfg, num_classes)

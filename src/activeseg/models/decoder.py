@@ -35,6 +35,14 @@ class FPNDecoder(nn.Module):
     def forward(self, features: list[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:
         return self.classify(self.dropout(self.embed(features)), out_size)
 
+    def coarse_logits(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """The logits at stride 4, before upsampling (``forward`` upsamples exactly these).
+
+        Shape:
+            features (finest first) -> ``[N, num_classes, h_0, w_0]``.
+        """
+        return self.classifier(self.dropout(self.embed(features)))
+
     def embed(self, features: list[torch.Tensor]) -> torch.Tensor:
         """The merged feature map at stride 4, just before the dropout point.
 

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from activeseg.errors import ConfigError
 from activeseg.models.decoder import FPNDecoder
+from activeseg.models.heads import AuxHead, build_head
 from activeseg.models.efficientnet_lite import EfficientNetLite0Encoder, load_pretrained
 from activeseg.models.tiny import TinyEncoder
 
@@ -42,7 +44,8 @@ class ModelConfig:
 
 
 class Segmenter(nn.Module):
-    """Encoder + decoder. ``forward`` takes uint8 images, or encoder features from the cache.
+    """Encoder + decoder (+ optional auxiliary heads). ``forward`` takes uint8 images, or encoder
+    features from the cache, and returns the logits; ``outputs`` returns the heads' outputs as well.
 
     Shape:
         images ``[N, 3, H, W]`` uint8 (or features, a list of ``[N, C_i, h_i, w_i]``)
@@ -58,6 +61,7 @@ class Segmenter(nn.Module):
         self.register_buffer("std", torch.tensor(float(encoder.input_std)), persistent=False)
         if freeze_encoder:
             self.encoder.requires_grad_(False)
+        self.heads = nn.ModuleDict()  # auxiliary heads by name (activeseg.models.heads); none by default
 
     def train(self, mode: bool = True) -> "Segmenter":
         super().train(mode)
@@ -69,13 +73,39 @@ class Segmenter(nn.Module):
         x = (images.float() - self.mean) / self.std
         return self.encoder(x)
 
-    def forward(self, inputs: torch.Tensor | Features, out_size: tuple[int, int] | None = None) -> torch.Tensor:
+    def _features(self, inputs: torch.Tensor | Features, out_size: tuple[int, int] | None
+                  ) -> tuple[Features, tuple[int, int]]:
         if isinstance(inputs, torch.Tensor):
             out_size = out_size or tuple(inputs.shape[-2:])
             inputs = self.encode(inputs)
         elif out_size is None:
             raise ValueError("out_size is required when the model is given features")
-        return self.decoder([f.float() for f in inputs], out_size)
+        return [f.float() for f in inputs], out_size
+
+    def forward(self, inputs: torch.Tensor | Features, out_size: tuple[int, int] | None = None) -> torch.Tensor:
+        feats, out_size = self._features(inputs, out_size)
+        return self.decoder(feats, out_size)
+
+    def outputs(self, inputs: torch.Tensor | Features, out_size: tuple[int, int] | None = None
+                ) -> dict[str, torch.Tensor]:
+        """``{"logits": [N, C, H, W], <head name>: <its output>, ...}`` from one decoder pass (one
+        dropout sample shared by the logits and every head)."""
+        feats, out_size = self._features(inputs, out_size)
+        coarse = self.decoder.coarse_logits(feats)  # [N, C, H/4, W/4]
+        out = {"logits": F.interpolate(coarse, size=out_size, mode="bilinear", align_corners=False)}
+        for name, head in self.heads.items():
+            out[name] = head(coarse, out_size)
+        return out
+
+    def add_head(self, name: str, head: AuxHead) -> None:
+        if name == "logits" or name in self.heads:
+            raise ValueError(f"head name {name!r} is taken")
+        head.output_key = name
+        self.heads[name] = head
+
+    def head_specs(self) -> dict[str, dict]:
+        """The spec of every head by name (what ``build_model`` needs to rebuild them)."""
+        return {name: dict(head.spec) for name, head in self.heads.items()}
 
     def encoder_fingerprint(self) -> str:
         """A hash of the encoder's weights and buffers: part of every feature-cache key."""
@@ -86,8 +116,9 @@ class Segmenter(nn.Module):
         return h.hexdigest()[:16]
 
 
-def build_model(cfg: ModelConfig, num_classes: int) -> Segmenter:
-    """Builds the network of ``cfg`` on the CPU (move it with ``.to(device)``)."""
+def build_model(cfg: ModelConfig, num_classes: int, heads: dict[str, dict] | None = None) -> Segmenter:
+    """Builds the network of ``cfg`` on the CPU (move it with ``.to(device)``), with an auxiliary head
+    per entry of ``heads`` (name -> spec, see ``activeseg.models.heads``)."""
     if cfg.encoder == "lite0":
         encoder = EfficientNetLite0Encoder()
         if cfg.pretrained:
@@ -95,4 +126,7 @@ def build_model(cfg: ModelConfig, num_classes: int) -> Segmenter:
     else:
         encoder = TinyEncoder()
     decoder = FPNDecoder(encoder.out_channels, num_classes, cfg.decoder_width, cfg.dropout)
-    return Segmenter(encoder, decoder, cfg.freeze_encoder)
+    model = Segmenter(encoder, decoder, cfg.freeze_encoder)
+    for name, spec in (heads or {}).items():
+        model.add_head(name, build_head(spec, num_classes))
+    return model

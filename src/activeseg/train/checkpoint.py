@@ -21,6 +21,7 @@ def save_checkpoint(path: Path, model: Segmenter, model_cfg: ModelConfig, classe
         "model_config": asdict(model_cfg),
         "classes": classes.to_json(),
         "image_size": list(image_size),
+        "heads": model.head_specs(),
         "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
         "extra": extra or {},
     }
@@ -43,7 +44,10 @@ def load_checkpoint(path: Path, device: torch.device) -> tuple[Segmenter, dict]:
         raise ActiveSegError(f"{path}: a PyTorch file, but not an activeseg model checkpoint. {remedy}")
     cfg = ModelConfig(**{**payload["model_config"], "pretrained": False})
     classes = payload["classes"]
-    model = build_model(cfg, len(classes["classes"]))
+    heads = payload.get("heads") or None  # checkpoints written before heads existed have none
+    if heads:
+        import activeseg.methods  # noqa: F401  (each method registers its head types)
+    model = build_model(cfg, len(classes["classes"]), heads)
     model.load_state_dict(payload["state_dict"])
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
     return model.to(device), meta

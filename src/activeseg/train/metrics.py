@@ -51,3 +51,27 @@ def summarize(confusion: torch.Tensor, class_names: tuple[str, ...]) -> dict:
         "pixel_accuracy": pixel_accuracy(confusion),
         "iou": {n: (None if v != v else float(v)) for n, v in zip(class_names, iou.tolist())},
     }
+
+
+def auroc(scores: torch.Tensor, positives: torch.Tensor) -> float:
+    """Area under the ROC curve of ``scores`` for telling ``positives`` from the rest: the probability
+    that a random positive scores above a random negative (ties count one half). Rank-based
+    (Mann-Whitney U) with tied scores given their average rank; NaN when a group is empty.
+
+    Shape:
+        scores ``[M]``, positives ``[M]`` bool.
+    """
+    s, pos = scores.reshape(-1).double(), positives.reshape(-1).bool()
+    n_pos = int(pos.sum())
+    n_neg = s.numel() - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = torch.argsort(s)
+    sorted_s = s[order]
+    _, counts = torch.unique_consecutive(sorted_s, return_counts=True)
+    ends = counts.cumsum(0).double()  # 1-based rank of each tie group's last member
+    average = ends - (counts.double() - 1) / 2  # the group's mean rank
+    ranks = torch.empty_like(s)
+    ranks[order] = torch.repeat_interleave(average, counts)
+    u = ranks[pos].sum() - n_pos * (n_pos + 1) / 2
+    return float(u / (n_pos * n_neg))

@@ -127,16 +127,29 @@ def _to(inputs: object, device: torch.device) -> object:
     return [t.to(device, non_blocking=True) for t in inputs]  # type: ignore[union-attr]
 
 
+def model_loss(model: Segmenter, inputs: object, labels: torch.Tensor) -> torch.Tensor:
+    """The segmentation loss plus the loss of every auxiliary head the model carries."""
+    size = tuple(labels.shape[-2:])
+    heads = getattr(model, "heads", None)
+    if not heads:
+        return segmentation_loss(model(inputs, out_size=size), labels)
+    outputs = model.outputs(inputs, out_size=size)
+    loss = segmentation_loss(outputs["logits"], labels)
+    for head in heads.values():
+        loss = loss + head.loss(outputs, labels)
+    return loss
+
+
 def train_one_epoch(model: Segmenter, batches: Iterator, optimizer: torch.optim.Optimizer,
                     device: torch.device, total: int | None = None, progress: bool = False,
                     grad_clip: float | None = None) -> float:
-    """One pass over ``batches``; returns the mean loss. ``grad_clip`` bounds each step's gradient norm."""
+    """One pass over ``batches``; returns the mean loss (segmentation + auxiliary heads).
+    ``grad_clip`` bounds each step's gradient norm."""
     model.train()
     losses = []
     for inputs, labels in tqdm(batches, total=total, desc="train", disable=not progress, leave=False):
         labels = labels.to(device)
-        logits = model(_to(inputs, device), out_size=tuple(labels.shape[-2:]))
-        loss = segmentation_loss(logits, labels)
+        loss = model_loss(model, _to(inputs, device), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip is not None:
@@ -165,6 +178,22 @@ def evaluate(model: Segmenter, source: Source, num_classes: int, device: torch.d
     for logits, labels in predict(model, source, device, batch_size):
         cm += confusion_matrix(logits.argmax(1).cpu(), labels, num_classes)
     return cm
+
+
+@torch.no_grad()
+def head_metrics(model: Segmenter, source: Source, device: torch.device, batch_size: int = 16) -> dict:
+    """The metrics every auxiliary head reports on ``source`` (whole images, eval mode); {} without heads."""
+    accumulators = [m for m in (h.new_metrics() for h in getattr(model, "heads", {}).values()) if m is not None]
+    if not accumulators:
+        return {}
+    model.eval()
+    for start in range(0, len(source), batch_size):
+        idx = torch.arange(start, min(start + batch_size, len(source)))
+        inputs, labels = source.inputs(idx, torch.zeros(len(idx), dtype=torch.bool), None)
+        outputs = model.outputs(_to(inputs, device), out_size=tuple(labels.shape[-2:]))
+        for acc in accumulators:
+            acc.update(outputs, labels.to(device))
+    return {k: v for acc in accumulators for k, v in acc.result().items()}
 
 
 def make_optimizer(model: Segmenter, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -9,6 +9,7 @@ from activeseg.al.oracle import GroundTruthOracle
 from activeseg.al.state import LabelledState
 from activeseg.al.strategies import SelectionContext
 from activeseg.errors import ConfigError
+from activeseg.al.loop import ALConfig
 from activeseg.methods import build_policy
 from activeseg.methods.ralis.features import DescriptorConfig, kl_histogram
 from activeseg.methods.ralis.policy import RalisPolicy, load_agent, observe, save_agent
@@ -74,7 +75,7 @@ def test_greedy_policy_picks_one_region_per_pool_by_q(tmp_path):
     qnet = QueryNetwork(16, C + 1 + 192, 64)
     path = tmp_path / "agent.pt"
     save_agent(path, qnet, DescriptorConfig(), C, {"note": "untrained"})
-    policy = build_policy("ralis", str(path))
+    policy = build_policy("ralis", ALConfig(strategy="ralis", agent=path))
     assert isinstance(policy, RalisPolicy)
     ctx = SelectionContext(model, pool, state, torch.device("cpu"), np.random.default_rng(3),
                            torch.Generator().manual_seed(0), k=4, n=3, revealed=oracle, state_set=state_set)

@@ -11,4 +11,4 @@ from activeseg.methods.registry import Method, register
 MISSING_AGENT = ("strategy 'ralis' needs a trained agent: pass --agent PATH (or al.agent in the config); "
                  "train one with `activeseg agent train configs/ralis_agent_camvid.yaml`")
 
-register(Method("ralis", RalisPolicy.load, needs_agent=True, needs_state_set=True, missing_agent=MISSING_AGENT))
+register(Method("ralis", lambda cfg: RalisPolicy.load(cfg.agent), needs_agent=True, needs_state_set=True, missing_agent=MISSING_AGENT))

@@ -1,0 +1,70 @@
+"""Auxiliary heads: extra model parts that methods bring, each with its own loss.
+
+A head reads the segmentation logits at the decoder's resolution (stride 4) and returns one tensor,
+stored under its name in ``Segmenter.outputs``. It carries its loss (weight included) and, optionally,
+metrics of its output, so the trainer adds and reports them without knowing what they are. Heads are
+built from JSON-able specs (``{"type": NAME, ...}``) through a registry of head types, which is how
+checkpoints rebuild them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from activeseg.errors import ConfigError
+
+
+class HeadMetrics(Protocol):
+    """Accumulates a head's metrics over batches."""
+
+    def update(self, outputs: dict[str, torch.Tensor], labels: torch.Tensor) -> None: ...
+
+    def result(self) -> dict[str, float | None]: ...
+
+
+class AuxHead(nn.Module):
+    """Base of every auxiliary head.
+
+    Subclasses set ``self.spec`` (the JSON-able dict they were built from, ``type`` included) and
+    implement ``forward`` and ``loss``; ``new_metrics`` is optional. ``output_key`` is the name the
+    model stores the head's output under (set by ``Segmenter.add_head``).
+    """
+
+    spec: dict
+    output_key: str = ""
+
+    def forward(self, logits: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
+        """Shape: logits ``[N, C, h, w]`` (stride 4) -> the head's output (at ``out_size``)."""
+        raise NotImplementedError
+
+    def loss(self, outputs: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        """The head's weighted loss from the model's outputs and the batch labels ``[N, H, W]``."""
+        raise NotImplementedError
+
+    def new_metrics(self) -> HeadMetrics | None:
+        """A fresh accumulator of the head's metrics, or None (the head reports none)."""
+        return None
+
+
+HeadFactory = Callable[[dict, int], AuxHead]
+_HEAD_TYPES: dict[str, HeadFactory] = {}
+
+
+def register_head(type_name: str, factory: HeadFactory) -> None:
+    """Makes ``{"type": type_name, ...}`` specs buildable: ``factory(spec, num_classes) -> head``."""
+    if type_name in _HEAD_TYPES:
+        raise ValueError(f"head type {type_name!r} is registered twice")
+    _HEAD_TYPES[type_name] = factory
+
+
+def build_head(spec: dict, num_classes: int) -> AuxHead:
+    """The head of ``spec``; an unknown type lists the registered ones."""
+    kind = spec.get("type")
+    if kind not in _HEAD_TYPES:
+        raise ConfigError(f"unknown head type {kind!r}; registered: {sorted(_HEAD_TYPES)} "
+                          "(heads come with their method in activeseg.methods)")
+    return _HEAD_TYPES[kind](spec, num_classes)
