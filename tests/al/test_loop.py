@@ -192,6 +192,44 @@ def test_final_training_starts_from_the_start_model_with_the_start_set(al_config
     assert '"eval_initial": true' in stored
 
 
+@pytest.mark.parametrize("on", ["new_only", "all_labelled", "all_labelled_and_start"])
+def test_step_fine_tuning_covers_what_step_train_on_says(al_config, monkeypatch, on):
+    """Q11: each step's epoch covers the new regions only, every labelled image, or those plus the start
+    images; the option is recorded in the run's config when not the reference's."""
+    cfg = load_experiment(al_config)
+    cfg = replace(cfg, al=replace(cfg.al, strategy="random", budgets=(16,), regions_per_step=8, step_train_on=on))
+    exp = prepare(cfg, progress=False)
+    seen = []
+    real = loop.make_batches
+
+    def spy(source, indices, *args, **kwargs):
+        seen.append((type(source).__name__, indices.tolist(), (source.labels[indices] != 255).sum().item()))
+        return real(source, indices, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "make_batches", spy)
+    monkeypatch.setattr(loop, "_evaluate_due_budgets", lambda *a, **k: None)
+    run_one(exp, cfg.al, progress=False)
+    store = RunStore(cfg.store)
+    steps = store.steps(f"random-s{cfg.al.seed}")
+    stored = store.db.execute("SELECT config FROM runs").fetchone()[0]
+    store.close()
+    assert len(seen) == len(steps) == 2
+    n_start = len(exp.pool.start)
+    R = exp.pool.grid.regions_per_image
+    second_new = torch.tensor(steps[1]["selected"])
+    labelled = torch.tensor(steps[0]["selected"] + steps[1]["selected"])
+    kind, indices, labelled_px = seen[1]
+    if on == "new_only":  # one sample per new region (an image may come twice)
+        assert kind != "ConcatSource" and sorted(indices) == sorted((second_new // R).tolist())
+    elif on == "all_labelled":  # one sample per image holding labelled regions
+        assert kind != "ConcatSource" and indices == torch.unique(labelled // R).tolist()
+        assert labelled_px == 16 * 24 * 16  # every labelled region (24 x 16 px) and nothing else
+    else:
+        assert kind == "ConcatSource" and indices[:n_start] == list(range(n_start))
+        assert indices[n_start:] == (torch.unique(labelled // R) + n_start).tolist()
+    assert (f'"step_train_on": "{on}"' in stored) == (on != "new_only")
+
+
 def test_old_run_configs_keep_matching():
     """Options added later enter a stored config only when they are not at their default, so stores
     written before them still resume."""

@@ -44,6 +44,9 @@ from activeseg.train.trainer import (
 
 log = logging.getLogger(__name__)
 
+StepData = Literal["new_only", "all_labelled", "all_labelled_and_start"]
+STEP_DATA = ("new_only", "all_labelled", "all_labelled_and_start")
+
 
 @dataclass(frozen=True)
 class ALConfig:
@@ -82,6 +85,10 @@ class ALConfig:
     the RALIS reference) or 'start_model' (the run's start model, the same for every strategy and seed)."""
     final_include_start: bool = field(default=False, metadata=ADDED)
     """Final training (and the upper bound) also trains on the fully labelled start images."""
+    step_train_on: StepData = field(default="new_only", metadata=ADDED)
+    """RALIS Q11, what each step's fine-tuning epoch covers: 'new_only' (the regions labelled in this step:
+    the reference), 'all_labelled' (every labelled region so far) or 'all_labelled_and_start' (every
+    labelled region and the fully labelled start images)."""
     deal: DealConfig = field(default_factory=DealConfig, metadata=ADDED)
     """DEAL's options (strategies deal_de, deal_ds, deal_de_image, deal_ds_image)."""
 
@@ -95,6 +102,8 @@ class ALConfig:
             raise ConfigError(method.missing_agent)
         if self.selection not in ("pools", "global_topk"):
             raise ConfigError(f"selection is {self.selection!r}; use 'pools' or 'global_topk'")
+        if self.step_train_on not in STEP_DATA:
+            raise ConfigError(f"al.step_train_on is {self.step_train_on!r}; use one of {', '.join(STEP_DATA)}")
         if self.final_init not in ("al_model", "start_model"):
             raise ConfigError(f"al.final_init is {self.final_init!r}; use 'al_model' or 'start_model'")
 
@@ -146,15 +155,36 @@ def partial_source(pool: Pool, state: LabelledState) -> Source:
 
 def fine_tune_step(model: Segmenter, optimizer: torch.optim.Optimizer, pool: Pool, state: LabelledState,
                    new: torch.Tensor, cfg: TrainConfig, device: torch.device, generator: torch.Generator,
-                   align: int) -> None:
-    """One epoch over the regions labelled in this step: one sample per region (its image, with every
-    labelled region of that image as label), cropped around the region."""
-    R = pool.grid.regions_per_image
-    images = new // R
-    keep = [pool.grid.box(int(r)) for r in new % R]
-    batches = make_batches(partial_source(pool, state), images, cfg.batch_size, generator, cfg.flip, cfg.crop,
-                           align, keep)
+                   align: int, on: StepData = "new_only") -> None:
+    """One epoch of fine-tuning after a step. ``on='new_only'``: one sample per region labelled in this
+    step (its image, with every labelled region of that image as label), cropped around the region;
+    'all_labelled': one sample per image holding labelled regions, cropped around one of them;
+    'all_labelled_and_start': the same plus every fully labelled start image."""
+    if on == "new_only":
+        R = pool.grid.regions_per_image
+        images = new // R
+        keep: list = [pool.grid.box(int(r)) for r in new % R]
+        source: Source | ConcatSource = partial_source(pool, state)
+    else:
+        source, images, keep = training_set(pool, state, include_start=on == "all_labelled_and_start")
+    batches = make_batches(source, images, cfg.batch_size, generator, cfg.flip, cfg.crop, align, keep)
     train_one_epoch(model, batches, optimizer, device, grad_clip=cfg.grad_clip)
+
+
+def training_set(pool: Pool, state: LabelledState, include_start: bool = False
+                 ) -> tuple[Source | ConcatSource, torch.Tensor, list]:
+    """Every image holding labelled regions (labels only there, crops around one of its labelled regions),
+    and with ``include_start`` the fully labelled start images first: (source, indices, crop boxes)."""
+    images, keep = labelled_images(pool, state)
+    source: Source | ConcatSource = partial_source(pool, state)
+    if include_start:
+        if pool.start is None:
+            raise ConfigError("training on the start images needs them; run through `activeseg run`/`benchmark` "
+                              "(or `agent train`)")
+        n = len(pool.start)
+        source = ConcatSource(pool.start, source)
+        images, keep = torch.cat([torch.arange(n), images + n]), [None] * n + keep
+    return source, images, keep
 
 
 def labelled_images(pool: Pool, state: LabelledState) -> tuple[torch.Tensor, list[list[tuple]]]:
@@ -174,14 +204,7 @@ def final_train_and_evaluate(model: Segmenter, pool: Pool, state: LabelledState,
     returns its val and test metrics, and the metrics of the model's auxiliary heads on val
     (``val_extra``, {} without heads). ``model`` itself is unchanged."""
     trained = copy.deepcopy(model)
-    images, keep = labelled_images(pool, state)
-    source: Source | ConcatSource = partial_source(pool, state)
-    if include_start:
-        if pool.start is None:
-            raise ConfigError("final_include_start needs the start images; run through `activeseg run`/`benchmark`")
-        n = len(pool.start)
-        source = ConcatSource(pool.start, source)
-        images, keep = torch.cat([torch.arange(n), images + n]), [None] * n + keep
+    source, images, keep = training_set(pool, state, include_start)
     result = fit(trained, source, pool.val, pool.num_classes, cfg, device, generator,
                  indices=images, keep=keep, align=align, progress=False)
     return {
@@ -237,7 +260,8 @@ def run_active_learning(cfg: ALConfig, start_model: Segmenter, pool: Pool, store
             picked, scores = strategy.select(ctx)
             state.label(picked, step)
             t1 = time.perf_counter()
-            fine_tune_step(model, optimizer, pool, state, picked, cfg.step_train, device, generator, align)
+            fine_tune_step(model, optimizer, pool, state, picked, cfg.step_train, device, generator, align,
+                           cfg.step_train_on)
             t2 = time.perf_counter()
             store.record_step(run_id, step, state.num_labelled, picked.tolist(), scores.tolist(), seeds,
                               t1 - t0, t2 - t1, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),

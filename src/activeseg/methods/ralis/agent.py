@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from activeseg.al.candidates import sample_pools
-from activeseg.al.loop import Pool, fine_tune_step, labelled_images, partial_source
+from activeseg.al.loop import STEP_DATA, Pool, StepData, fine_tune_step, labelled_images, partial_source
 from activeseg.al.oracle import GroundTruthOracle
 from activeseg.al.state import LabelledState
 from activeseg.config import ADDED, DataConfig, to_dict
@@ -164,6 +164,9 @@ class AgentConfig:
     step_train: TrainConfig = field(default_factory=lambda: TrainConfig(
         max_epochs=1, patience=0, batch_size=32, lr=5e-4, crop=(128, 128)))
     """Fine-tuning after each step (same as the test phase's al.step_train)."""
+    step_train_on: StepData = field(default="new_only", metadata=ADDED)
+    """Q11, what each step's fine-tuning epoch covers (as the test phase's al.step_train_on): 'new_only'
+    (reference), 'all_labelled', or 'all_labelled_and_start' (plus the weak start model's images)."""
     episode_end_batch_size: int = 16
     """Batch size of the end-of-episode epoch over every labelled image (the step optimizer continues)."""
     region_rows: int = 4
@@ -178,6 +181,8 @@ class AgentConfig:
     def __post_init__(self) -> None:
         if self.reward not in ("gain", "gain_over_random"):
             raise ConfigError(f"reward is {self.reward!r}; use 'gain' or 'gain_over_random'")
+        if self.step_train_on not in STEP_DATA:
+            raise ConfigError(f"step_train_on is {self.step_train_on!r}; use one of {', '.join(STEP_DATA)}")
         if self.episodes < 1 or self.budget < 1 or self.start_every < 1:
             raise ConfigError("episodes, budget and start_every must be >= 1")
 
@@ -224,10 +229,9 @@ def prepare_env(cfg: AgentConfig, progress: bool = True) -> AgentEnv:
     if len(pool_split) * grid.regions_per_image < need:
         raise ConfigError(f"the agent pool has {len(pool_split) * grid.regions_per_image} regions; budget + K*N "
                           f"needs {need}. Lower budget or candidates_per_pool, or use more pool images")
-    pool = Pool(make_source(model, pool_split, cache), GroundTruthOracle(pool_split.labels, pool_split.content), grid, reward_src,
-                reward_src, classes.num_classes, classes.names)
-
     start = split.subset(list(pool_split.stems[::cfg.start_every]))
+    pool = Pool(make_source(model, pool_split, cache), GroundTruthOracle(pool_split.labels, pool_split.content), grid, reward_src,
+                reward_src, classes.num_classes, classes.names, start=make_source(model, start, cache))
     key = config_hash({"data": to_dict(cfg.data), "model": to_dict(cfg.model), "seed": cfg.start_seed,
                        "train": to_dict(cfg.start_train), "images": start.stems, "reward": reward.stems})
     path = Path(cfg.out) / f"weak_start-{key}.pt"
@@ -387,7 +391,8 @@ def run_episode(cfg: AgentConfig, env: AgentEnv, episode: int, choose: Chooser, 
         if cfg.reward == "gain_over_random":
             prev = random_pick_miou(cfg, env, model, seg_opt, state, obs, generator, ref_rng, i + 1)
         state.label(picked, i + 1)
-        fine_tune_step(model, seg_opt, pool, state, picked, cfg.step_train, device, generator, env.align)
+        fine_tune_step(model, seg_opt, pool, state, picked, cfg.step_train, device, generator, env.align,
+                       cfg.step_train_on)
         miou = mean_iou(evaluate(model, pool.val, num_classes, device))
         reward = 100.0 * (miou - prev)
         prev = miou
@@ -431,7 +436,8 @@ def random_pick_miou(cfg: AgentConfig, env: AgentEnv, model: Segmenter, optimize
     picks = torch.tensor([int(p[rng.integers(len(p))]) for p in obs.pools], dtype=torch.long)
     twin_state.label(picks, step)
     saved, saved_global = generator.get_state(), torch.get_rng_state()
-    fine_tune_step(twin, twin_opt, env.pool, twin_state, picks, cfg.step_train, env.device, generator, env.align)
+    fine_tune_step(twin, twin_opt, env.pool, twin_state, picks, cfg.step_train, env.device, generator, env.align,
+                   cfg.step_train_on)
     generator.set_state(saved)
     torch.set_rng_state(saved_global)
     return mean_iou(evaluate(twin, env.pool.val, env.pool.num_classes, env.device))
