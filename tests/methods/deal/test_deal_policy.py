@@ -125,3 +125,12 @@ def test_model_without_difficulty_head_is_refused(setup):
     plain = build_model(ModelConfig(encoder="tiny", pretrained=False, decoder_width=16), 5)
     with pytest.raises(ValueError, match="no difficulty head"):
         build_policy("deal_de").select(_ctx(plain, pool, LabelledState(len(pool), GRID), 4))
+
+
+def test_region_level_deal_refuses_unlabelled_as_correct():
+    """Spec 7: with region labels, unlabelled pixels must stay out of L_dif (else 'unlabelled = easy')."""
+    from activeseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="dif_unlabelled must be 'exclude'"):
+        DealRegionPolicy("de", DealConfig(dif_unlabelled="as_correct"))
+    DealImagePolicy("de", DealConfig(dif_unlabelled="as_correct"))  # whole images: allowed

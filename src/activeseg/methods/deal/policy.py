@@ -11,6 +11,7 @@ import torch
 
 from activeseg.al.candidates import select_global_topk
 from activeseg.al.strategies import ScoredPolicy, SelectionContext, encoded_inputs
+from activeseg.errors import ConfigError
 from activeseg.methods.deal.config import DealConfig
 from activeseg.methods.deal.scores import difficulty_entropy, difficulty_score, uncertainty
 
@@ -62,6 +63,9 @@ class DealRegionPolicy(ScoredPolicy):
 
     def __init__(self, score: str, cfg: DealConfig) -> None:
         super().__init__(None)
+        if cfg.dif_unlabelled != "exclude":  # spec 7: with partial labels the head would learn "unlabelled = easy"
+            raise ConfigError("al.deal.dif_unlabelled must be 'exclude' for region-level DEAL (deal_de, deal_ds): "
+                              "regions leave most pixels unlabelled; 'as_correct' is for whole-image labels")
         self.cfg = cfg
         self.scorer = unit_scorer(score, cfg)
 

@@ -28,11 +28,12 @@ def uncertainty(probs: torch.Tensor, kind: str) -> torch.Tensor | None:
     raise ValueError(f"unknown uncertainty {kind!r}")
 
 
-def _flat(units: torch.Tensor, valid: torch.Tensor | None, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
-    n = shape[0]
-    ids = units.to(torch.long).reshape(-1).expand(n, -1)  # [N, P]
-    weight = (torch.ones(shape, dtype=torch.bool) if valid is None else valid.bool()).reshape(n, -1)
-    return ids, weight.to(ids.device)
+def _flat(units: torch.Tensor, valid: torch.Tensor | None, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit ids and validity of every pixel, on ``like``'s device. Shape: ``[N, P]`` each."""
+    n = like.shape[0]
+    ids = units.to(device=like.device, dtype=torch.long).reshape(-1).expand(n, -1)  # [N, P]
+    weight = (torch.ones(like.shape, dtype=torch.bool) if valid is None else valid.bool()).reshape(n, -1)
+    return ids, weight.to(like.device)
 
 
 def difficulty_score(difficulty: torch.Tensor, units: torch.Tensor, num_units: int,
@@ -46,10 +47,10 @@ def difficulty_score(difficulty: torch.Tensor, units: torch.Tensor, num_units: i
     """
     n = difficulty.shape[0]
     x = difficulty.double() if u is None else difficulty.double() * u.double()
-    ids, weight = _flat(units, valid, difficulty.shape)
+    ids, weight = _flat(units, valid, difficulty)
     w = weight.double()
-    sums = torch.zeros((n, num_units), dtype=torch.float64).scatter_add_(1, ids, x.reshape(n, -1) * w)
-    counts = torch.zeros((n, num_units), dtype=torch.float64).scatter_add_(1, ids, w)
+    sums = torch.zeros((n, num_units), dtype=torch.float64, device=x.device).scatter_add_(1, ids, x.reshape(n, -1) * w)
+    counts = torch.zeros((n, num_units), dtype=torch.float64, device=x.device).scatter_add_(1, ids, w)
     return sums / counts.clamp(min=1)
 
 
@@ -66,19 +67,19 @@ def difficulty_entropy(difficulty: torch.Tensor, units: torch.Tensor, num_units:
     """
     n = difficulty.shape[0]
     v = difficulty.double().reshape(n, -1)  # [N, P]
-    ids, weight = _flat(units, valid, difficulty.shape)
+    ids, weight = _flat(units, valid, difficulty)
     if value_range == "fixed01":
-        lo = torch.zeros((n, num_units), dtype=torch.float64)
-        hi = torch.ones((n, num_units), dtype=torch.float64)
+        lo = torch.zeros((n, num_units), dtype=torch.float64, device=v.device)
+        hi = torch.ones((n, num_units), dtype=torch.float64, device=v.device)
     else:
-        inf = torch.full((n, num_units), float("inf"), dtype=torch.float64)
+        inf = torch.full((n, num_units), float("inf"), dtype=torch.float64, device=v.device)
         lo = inf.scatter_reduce(1, ids, torch.where(weight, v, inf[:, :1].expand_as(v)), "amin")
         hi = (-inf).scatter_reduce(1, ids, torch.where(weight, v, -inf[:, :1].expand_as(v)), "amax")
     lo_px, hi_px = lo.gather(1, ids), hi.gather(1, ids)  # [N, P]
     span = hi_px - lo_px
     scaled = torch.where(span > 0, (v - lo_px) / span.clamp(min=EPS), torch.zeros_like(v))
     bins = (scaled * levels).floor().clamp(0, levels - 1).long()  # [N, P]
-    counts = torch.zeros((n, num_units * levels), dtype=torch.float64)
+    counts = torch.zeros((n, num_units * levels), dtype=torch.float64, device=v.device)
     counts.scatter_add_(1, ids * levels + bins, weight.double())
     counts = counts.reshape(n, num_units, levels)
     p = counts / counts.sum(-1, keepdim=True).clamp(min=1)
