@@ -175,3 +175,39 @@ def test_bad_device_and_missing_agent_stop_before_anything_is_written(tmp_path, 
                   check=False)
     _user_error(p, "none.pt", "is not a file", "activeseg agent train")
     assert not (tmp_path / "runs").exists()
+
+
+def test_config_type_and_range_mistakes_exit_2_naming_the_key_and_write_nothing(tmp_path, al_config_cli):
+    for edit, fragments in (({"al__regions_per_step": "many"}, ("al.regions_per_step", "'many'", "integer")),
+                            ({"start_train__batch_size": 0}, ("start_train.batch_size", "given 0", "greater than or equal to 1")),
+                            ({"al__step_train_on": "everything"}, ("al.step_train_on", "'everything'")),
+                            ({"val_split": "nosuch"}, ("val_split", "'nosuch'", "its splits"))):
+        original = al_config_cli.read_text()
+        _edit(al_config_cli, **edit)
+        for args in (("run", "--config", al_config_cli, "--strategy", "random"), ("benchmark", al_config_cli)):
+            _user_error(activeseg(*args, "--quiet", check=False), *fragments)
+        al_config_cli.write_text(original)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_files_where_folders_belong_and_the_reverse(tmp_path, al_config_cli, synthetic_dir):
+    """--store, --out, --cache-dir and --data-root pointing at the wrong kind of path: one line, exit 2,
+    nothing written, before any data is read."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    run = ("run", "--config", al_config_cli, "--strategy", "random", "--quiet")
+    _user_error(activeseg(*run, "--store", notes, check=False), "not a run store", str(notes))
+    _user_error(activeseg(*run, "--store", folder, check=False), "is a folder")
+    _user_error(activeseg("benchmark", al_config_cli, "--store", notes, "--quiet", check=False), "not a run store")
+    train = ("train", "--dataset", synthetic_dir, "--encoder", "tiny", "--height", 48, "--width", 64, "--quiet")
+    _user_error(activeseg(*train, "--out", notes, check=False), "out / --out", "is a file")
+    _user_error(activeseg(*train, "--out", tmp_path / "t", "--cache-dir", notes, check=False), "--cache-dir", "is a file")
+    _user_error(activeseg("keys", "--out", folder, check=False), "is a folder")
+    _user_error(activeseg("data", "download", "camvid", "--data-root", notes, check=False), "--data-root", "is a file")
+    _user_error(activeseg("run", "--config", al_config_cli, "--budgets", "", check=False), "--budgets")
+    assert notes.read_text() == "hello" and not any(folder.iterdir())
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "t").exists()
+    p = activeseg("keys", "--out", tmp_path / "new" / "keys.md")  # a missing parent folder is created
+    assert (tmp_path / "new" / "keys.md").is_file() and "written" in p.stdout

@@ -46,8 +46,8 @@ def train(
     stems_file: Optional[Path] = typer.Option(None, help="Train only on the image stems listed in this file."),
     ralis_split: Optional[str] = typer.Option(None, help="CamVid: train only on RALIS split d_s, d_t or d_v."),
     val_split: Optional[str] = typer.Option(None, help="Early-stopping split (default val; 'none' disables)."),
-    test_size: Optional[str] = typer.Option(None, help="Score test at labels of HxW or 'working' (default 360x480, "
-                                            "as active learning)."),
+    test_size: Optional[str] = typer.Option(None, help="Score test at labels of HxW, 'native' or 'working' (default native: "
+                                            "the size all test labels share, as active learning)."),
     height: Optional[int] = typer.Option(None, help="Working height (default 180)."),
     width: Optional[int] = typer.Option(None, help="Working width (default 240)."),
     full_res: bool = typer.Option(False, "--full-res", help="Work at 360x480."),
@@ -122,14 +122,17 @@ def evaluate(
 
 
 def _size(text: Optional[str], option: str):
-    """``360x480`` -> (360, 480); ``working`` -> None (the working size); None -> 'checkpoint'."""
+    """``360x480`` -> (360, 480); ``working`` -> None (the working size); ``native`` -> 'native' (the size
+    every label shares); None -> 'checkpoint'."""
     if text is None:
         return "checkpoint"
     if text.lower() == "working":
         return None
+    if text.lower() == "native":
+        return "native"
     parts = text.lower().split("x")
     if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise typer.BadParameter(f"{text!r} is not HxW (e.g. 360x480) or 'working'", param_hint=option)
+        raise typer.BadParameter(f"{text!r} is not HxW (e.g. 360x480), 'native' or 'working'", param_hint=option)
     return int(parts[0]), int(parts[1])
 
 
@@ -148,7 +151,7 @@ def _int_list(text: str, option: str) -> tuple[int, ...]:
 def _experiment(config: Optional[Path], store: Optional[Path], device: Optional[str], budgets: Optional[str]):
     cfg = commands.load_experiment(config)
     al = cfg.al
-    if budgets:
+    if budgets is not None:  # an empty --budgets is a mistake, not "the preset's"
         al = replace(al, budgets=_int_list(budgets, "--budgets"))
     return _set(cfg, store=store, device=device, al=al)
 
@@ -205,12 +208,7 @@ def plot(
 def keys(out: Optional[Path] = typer.Option(None, help="Write the reference to this file instead of printing it.")
          ) -> None:
     """Every configuration key (experiment, agent, train) with its type, default and meaning."""
-    text = commands.config_reference()
-    if out is None:
-        typer.echo(text)
-    else:
-        out.write_text(text)
-        typer.echo(f"written: {out}")
+    typer.echo(commands.run_keys(out))
 
 
 @agent_app.command("train")

@@ -11,6 +11,7 @@ from typing import Literal
 
 import torch
 
+from activeseg import paths
 from activeseg.config import DataConfig, describe_keys, load_yaml, save_yaml
 from activeseg.data.camvid import download_camvid, ralis_splits
 from activeseg.data.classes import load_classes
@@ -79,6 +80,8 @@ def stems_of_ralis_split(dataset_dir: Path, key: str) -> tuple[str, ...]:
 
 def run_train(cmd: TrainCommand) -> dict:
     """Trains, keeps the best validation checkpoint, and returns the final metrics."""
+    paths.output_dir(cmd.out, "out / --out")
+    paths.output_dir(cmd.cache_dir, "cache_dir / --cache-dir")
     generator = seed_everything(cmd.seed)
     device = resolve_device(cmd.device)
     dataset_dir = resolve_dataset_dir(cmd.data.dataset, cmd.data.data_root)
@@ -142,6 +145,7 @@ def run_evaluate(checkpoint: Path, split: str = "test", dataset: str | None = No
     reads its features from the feature cache (``cache_dir``, default the user cache), as training did,
     so the numbers match what training reported.
     """
+    paths.output_dir(cache_dir, "--cache-dir")
     device = resolve_device(device_name)
     model, meta = load_checkpoint(checkpoint, device)
     dataset_dir = resolve_dataset_dir(dataset or meta["extra"].get("dataset", "camvid"), data_root)
@@ -188,6 +192,7 @@ def run_download(name: str, data_root: Path | None, url: str | None, sha256: str
     if name != "camvid":
         raise ConfigError(f"no download for {name!r}; available: camvid")
     root = data_root or user_data_dir()
+    paths.output_dir(root, "--data-root")
     kwargs = {"url": url} if url else {}
     return download_camvid(root / "camvid", sha256=sha256, force=force, progress=progress, **kwargs)
 
@@ -208,6 +213,17 @@ def config_reference() -> str:
     return "\n".join(parts)
 
 
+def run_keys(out: Path | None) -> str:
+    """The key reference, written to ``out`` when given; returns what to print."""
+    text = config_reference()
+    if out is None:
+        return text
+    paths.output_file(out, "--out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    return f"written: {out}"
+
+
 # --- active learning --------------------------------------------------------------------------
 
 def load_agent_config(config: Path) -> AgentConfig:
@@ -216,6 +232,8 @@ def load_agent_config(config: Path) -> AgentConfig:
 
 def run_agent_train(cfg: AgentConfig, progress: bool = True) -> dict:
     """Trains (or resumes) a RALIS agent; returns the training summary (also in cfg.out/history.json)."""
+    paths.output_dir(cfg.out, "out / --out")
+    paths.output_dir(cfg.cache_dir, "cache_dir / --cache-dir")
     return train_agent(cfg, progress)
 
 
@@ -261,6 +279,8 @@ def run_plot(store: Path, out_dir: Path | None = None) -> tuple[Path, Path, str]
     """Learning-curve PNG and markdown table of a store; returns their paths and the table."""
     RunStore.open_existing(store).close()
     out_dir = out_dir or Path(store).parent
+    paths.output_dir(out_dir, "--out")
+    out_dir.mkdir(parents=True, exist_ok=True)
     png = plot_curves(Path(store), out_dir / "learning_curves.png")
     plot_paired(Path(store), out_dir / "paired_differences.png")
     table = markdown_table(Path(store))

@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 from tqdm.auto import tqdm
 
+from activeseg import paths
 from activeseg.al.loop import (
     ALConfig,
     Pool,
@@ -21,7 +22,7 @@ from activeseg.al.loop import (
     run_active_learning,
 )
 from activeseg.al.oracle import GroundTruthOracle
-from activeseg.config import ADDED, DataConfig, to_dict
+from activeseg.config import ADDED, DataConfig, Positive, to_dict
 from activeseg.data.classes import ClassInfo
 from activeseg.data.folder import load_split, scan_split
 from activeseg.data.subsets import resolve_images
@@ -57,7 +58,7 @@ class ExperimentConfig:
     """Split holding the start images and the pool."""
     start_images: str = "ralis:d_t"
     """Start-model images: 'all', 'random:N', 'ralis:d_s|d_t|d_v' (CamVid) or a file of stems."""
-    start_every: int = field(default=1, metadata=ADDED)
+    start_every: Positive = field(default=1, metadata=ADDED)
     """Keep every n-th start image in sorted order (10 with 'ralis:d_t': its 10 images d_t[0::10], the
     RALIS agent's weak start set); 1 keeps them all in their listed order."""
     start_early_stopping: bool = field(default=True, metadata=ADDED)
@@ -76,9 +77,9 @@ class ExperimentConfig:
     """Score test at this label resolution (H, W; logits upsampled); 'native': the size all test labels
     share (CamVid: 360x480; the working size if sizes differ); None: the working size. `activeseg train`
     and `evaluate` use the same rule."""
-    region_rows: int = 4
+    region_rows: Positive = 4
     """Region grid rows per image."""
-    region_cols: int = 6
+    region_cols: Positive = 6
     """Region grid columns per image."""
     strategies: tuple[str, ...] = ("random", "entropy", "bald")
     """Benchmark: strategies to compare."""
@@ -141,9 +142,18 @@ def check(cfg: ExperimentConfig, strategies: tuple[str, ...] | None = None) -> I
     """Everything that can be checked before data is loaded or a file is written: the device, the
     methods of ``strategies`` (default: the benchmark's) and their agents, the dataset and the image plan."""
     resolve_device(cfg.device)
+    paths.store_file(cfg.store)
+    paths.output_dir(cfg.cache_dir, "cache_dir / --cache-dir")
     for name in cfg.strategies if strategies is None else strategies:
         check_method(name, cfg.al.agent)
-    return plan_images(cfg, resolve_dataset_dir(cfg.data.dataset, cfg.data.data_root))
+    ddir = resolve_dataset_dir(cfg.data.dataset, cfg.data.data_root)
+    for key in ("split", "val_split", "test_split"):
+        split = getattr(cfg, key)
+        if not (ddir / split / "images").is_dir():
+            found = sorted(p.name for p in ddir.iterdir() if (p / "images").is_dir())
+            raise ConfigError(f"{key}: the dataset {ddir} has no split {split!r} (no {split}/images folder); "
+                              f"its splits: {', '.join(found) or 'none'}")
+    return plan_images(cfg, ddir)
 
 
 @dataclass
@@ -326,7 +336,7 @@ def run_one(exp: Experiment, al: ALConfig, progress: bool = True) -> str:
         store.close()
 
 
-def run_bounds(exp: Experiment, upper: bool = True) -> None:
+def run_bounds(exp: Experiment, upper: bool = True, progress: bool = True) -> None:
     """Lower bound (start model, nothing labelled) and upper bound (every pool region labelled)."""
     store = RunStore(exp.cfg.store)
     try:
@@ -340,8 +350,10 @@ def run_bounds(exp: Experiment, upper: bool = True) -> None:
             state.label(state.selectable_ids(), 1)
             t = time.perf_counter()
             generator = seed_everything(1)
+            log.info("upper bound: training on all %d pool regions", state.num_labelled)
             out = final_train_and_evaluate(exp.start_model, exp.pool, state, exp.cfg.al.final_train,
-                                           exp.device, generator, exp.align, exp.cfg.al.final_include_start)
+                                           exp.device, generator, exp.align, exp.cfg.al.final_include_start,
+                                           progress=progress, desc=f"upper bound ({state.num_labelled} regions)")
             hist = exp.pool.oracle.class_histogram(state, exp.pool.num_classes).tolist()
             for split in ("val", "test"):
                 store.record_evaluation("upper_bound", state.num_labelled, split, state.num_labelled, out[split], hist,
@@ -356,7 +368,7 @@ def run_benchmark(cfg: ExperimentConfig, progress: bool = True) -> Path:
     exp = prepare(cfg, progress)
     if cfg.bounds:
         try:
-            run_bounds(exp, upper=cfg.bounds is True)
+            run_bounds(exp, upper=cfg.bounds is True, progress=progress)
         except RunBusyError as exc:
             log.info("skipping bounds: %s", exc)
     for strategy in cfg.strategies:

@@ -22,7 +22,7 @@ import torch
 from activeseg.al.oracle import GroundTruthOracle
 from activeseg.al.state import LabelledState
 from activeseg.al.strategies import Selection, SelectionContext
-from activeseg.config import ADDED
+from activeseg.config import ADDED, Positive
 from activeseg.errors import ConfigError
 from activeseg.methods import build_policy, lookup
 from activeseg.methods.deal.config import DealConfig
@@ -64,13 +64,13 @@ class ALConfig:
     """Seed of the run (pools, dropout, crops)."""
     budgets: tuple[int, ...] = (480, 720, 960, 1200, 1440, 1920)
     """Labelled-region counts at which the model is trained on everything labelled and evaluated."""
-    regions_per_step: int = 24
+    regions_per_step: Positive = 24
     """K: regions labelled per step (one per pool)."""
-    candidates_per_pool: int = 10
+    candidates_per_pool: Positive = 10
     """N: random candidate regions per pool."""
     selection: Selection = "pools"
     """'pools' (RALIS: one pick per pool of N random candidates) or 'global_topk'."""
-    mc_passes: int = 20
+    mc_passes: Positive = 20
     """T: MC-dropout passes for BALD."""
     mc_dropout: float = 0.5
     """Dropout probability at acquisition for BALD (the model trains with its own, smaller one)."""
@@ -198,7 +198,8 @@ def labelled_images(pool: Pool, state: LabelledState) -> tuple[torch.Tensor, lis
 
 def final_train_and_evaluate(model: Segmenter, pool: Pool, state: LabelledState, cfg: TrainConfig,
                              device: torch.device, generator: torch.Generator, align: int,
-                             include_start: bool = False) -> dict:
+                             include_start: bool = False, progress: bool = False, desc: str = "final training"
+                             ) -> dict:
     """Trains a copy of ``model`` on every labelled region (crops around a random labelled region of each
     image), and with ``include_start`` on the fully labelled start images too, early stopping on val;
     returns its val and test metrics, and the metrics of the model's auxiliary heads on val
@@ -206,7 +207,7 @@ def final_train_and_evaluate(model: Segmenter, pool: Pool, state: LabelledState,
     trained = copy.deepcopy(model)
     source, images, keep = training_set(pool, state, include_start)
     result = fit(trained, source, pool.val, pool.num_classes, cfg, device, generator,
-                 indices=images, keep=keep, align=align, progress=False)
+                 indices=images, keep=keep, align=align, progress=progress, desc=desc)
     return {
         "epochs": sum(1 for h in result.history if h["epoch"] >= 0),
         "val": summarize(evaluate(trained, pool.val, pool.num_classes, device), pool.class_names),
@@ -285,6 +286,8 @@ def _evaluate_due_budgets(cfg: ALConfig, run_id: str, model: Segmenter, pool: Po
             continue
         _, generator = _generators(step_seeds(cfg.seed, 1_000_000 + budget))
         t = time.perf_counter()
+        log.info("%s: final training at %d regions (up to %d epochs)", run_id, state.num_labelled,
+                 cfg.final_train.max_epochs)
         out = final_train_and_evaluate(model, pool, state, cfg.final_train, device, generator, align,
                                        cfg.final_include_start)
         hist = pool.oracle.class_histogram(state, pool.num_classes).tolist()

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from activeseg.config import ADDED
+from activeseg.config import ADDED, NonNegative, Positive, PositiveFloat
+from activeseg.config import ADDED, NonNegative, Positive, PositiveFloat
 from activeseg.errors import ConfigError
 from activeseg.models.segmenter import Segmenter
 from activeseg.train.metrics import confusion_matrix, mean_iou
@@ -30,13 +31,13 @@ IGNORE = 255
 class TrainConfig:
     """Optimisation of the segmentation network."""
 
-    max_epochs: int = 40
+    max_epochs: Positive = 40
     """Upper bound on epochs."""
-    patience: int = 10
+    patience: NonNegative = 10
     """Stop after this many epochs without a better validation mIoU (0: never stop early)."""
-    batch_size: int = 8
+    batch_size: Positive = 8
     """Images (or crops) per gradient step."""
-    lr: float = 2e-3
+    lr: PositiveFloat = 2e-3
     """Peak learning rate (cosine decay to 0 over max_epochs)."""
     weight_decay: float = 1e-4
     """Weight decay (decoupled for AdamW, L2 for SGD)."""
