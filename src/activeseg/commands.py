@@ -75,6 +75,9 @@ class TrainCommand:
 def stems_of_ralis_split(dataset_dir: Path, key: str) -> tuple[str, ...]:
     if key not in ("d_s", "d_t", "d_v"):
         raise ConfigError(f"unknown RALIS split {key!r}; use d_s, d_t or d_v")
+    if dataset_dir.name != "camvid" and not (dataset_dir / "ralis_splits.json").is_file():
+        raise ConfigError(f"--ralis-split: {dataset_dir} has no ralis_splits.json (the RALIS split is CamVid's); "
+                          "give --stems-file with the stems to train on instead")
     return tuple(ralis_splits(dataset_dir)[key])
 
 
