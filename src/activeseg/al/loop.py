@@ -95,7 +95,8 @@ class ALConfig:
     def __post_init__(self) -> None:
         method = lookup(self.strategy)
         if not self.budgets or list(self.budgets) != sorted(set(self.budgets)) or self.budgets[0] <= 0:
-            raise ConfigError(f"budgets {self.budgets} must be positive and strictly increasing")
+            raise ConfigError(f"al.budgets / --budgets: {list(self.budgets)} must be positive and strictly increasing, "
+                              "e.g. [480, 960, 1920]")
         if self.regions_per_step < 1 or self.candidates_per_pool < 1 or self.mc_passes < 1:
             raise ConfigError("regions_per_step, candidates_per_pool and mc_passes must be >= 1")
         if method.needs_agent and self.agent is None:
