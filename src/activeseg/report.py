@@ -83,6 +83,9 @@ def paired_table(evals: list[dict], split: str = "test", baseline: str = BASELIN
             if c is None:
                 cells.append("-")
                 continue
+            if c["n"] < 2:  # one seed: a difference, but no interval to put around it
+                cells.append(f"{_signed(c['mean'])} (n=1, no interval)")
+                continue
             star = "*" if c["low"] > 0 else ""
             cells.append(f"{_signed(c['mean'])} [{_signed(c['low'])}, {_signed(c['high'])}] (n={c['n']}){star}")
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
