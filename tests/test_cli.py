@@ -209,6 +209,7 @@ def test_files_where_folders_belong_and_the_reverse(tmp_path, al_config_cli, syn
     _user_error(activeseg("run", "--config", al_config_cli, "--budgets", "", check=False), "--budgets")
     _user_error(activeseg(*train, "--ralis-split", "d_t", "--out", tmp_path / "t", check=False), "ralis_splits.json",
                 "--stems-file")
+    _user_error(activeseg(*train, "--stems-file", folder, "--out", tmp_path / "t", check=False), "is a folder")
     assert notes.read_text() == "hello" and not any(folder.iterdir())
     assert not (tmp_path / "runs").exists() and not (tmp_path / "t").exists()
     p = activeseg("keys", "--out", tmp_path / "new" / "keys.md")  # a missing parent folder is created

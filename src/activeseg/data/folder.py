@@ -231,6 +231,8 @@ def class_pixel_counts(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 def read_stems_file(path: Path) -> tuple[str, ...]:
     """Image stems listed one per line (blank lines and ``#`` comments skipped)."""
+    if Path(path).is_dir():
+        raise DatasetError(path, "is a folder, not a stems file", "give a text file with one image stem per line")
     if not Path(path).is_file():
         raise DatasetError(path, "stems file not found", "write one image stem per line")
     stems = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip() and not ln.startswith("#")]
