@@ -69,3 +69,30 @@ def test_paired_differences_on_a_hand_made_table():
     tight = [_ev("random", 8, s, 0.4) for s in (1, 2, 3)] + [_ev("entropy", 8, s, 0.42 + d)
                                                             for s, d in ((1, 0.0), (2, 0.001), (3, -0.001))]
     assert "| entropy | +2.0 [+1.8, +2.2] (n=3)* |" in paired_table(tight)
+
+
+def test_budget_unit_and_a_store_mixing_units(tmp_path):
+    import pytest
+
+    from activeseg.errors import ConfigError
+    from activeseg.report import budget_unit, markdown_table, plot_curves
+    from activeseg.store import RunStore
+
+    path = tmp_path / "store.sqlite"
+    store = RunStore(path)
+    store.claim_run("random-s1", "random", 1, {"budget_unit": "images", "pool_images_count": 12})
+    store.close()
+    assert budget_unit(path) == ("images", 12)
+    store = RunStore(path)
+    store.claim_run("entropy-s1", "entropy", 1, {"al": {"budgets": [8]}})  # a region run: no budget_unit
+    store.close()
+    remedy = r"mixes runs whose budgets count regions \(e\.g\. entropy-s1\) and .* images .*use separate stores"
+    for f in (budget_unit, markdown_table, lambda p: plot_curves(p, tmp_path / "curves.png")):
+        with pytest.raises(ConfigError, match=remedy):
+            f(path)
+    assert not (tmp_path / "curves.png").exists()
+    regions = tmp_path / "regions.sqlite"
+    store = RunStore(regions)
+    store.claim_run("entropy-s1", "entropy", 1, {})
+    store.close()
+    assert budget_unit(regions) == ("regions", None)

@@ -151,6 +151,10 @@ def _int_list(text: str, option: str) -> tuple[int, ...]:
 def _experiment(config: Optional[Path], store: Optional[Path], device: Optional[str], budgets: Optional[str]):
     cfg = commands.load_experiment(config)
     al = cfg.al
+    if budgets is not None and cfg.original_protocol:
+        raise typer.BadParameter("al.deal.protocol 'deal_original' counts whole images; set al.deal.original "
+                                 "(start_images, images_per_round, rounds) in the config instead",
+                                 param_hint="--budgets")
     if budgets is not None:  # an empty --budgets is a mistake, not "the preset's"
         al = replace(al, budgets=_int_list(budgets, "--budgets"))
     return _set(cfg, store=store, device=device, al=al)
@@ -173,9 +177,10 @@ def run(
     """One simulated active-learning run (one strategy, one seed) covering every budget."""
     cfg = _experiment(config, store, device, budgets)
     cfg = replace(cfg, al=_set(cfg.al, strategy=strategy, seed=seed, agent=agent, name=name))
+    unit = "images" if cfg.original_protocol else "regions"
     for e in commands.run_al(cfg, resume, progress=not quiet):
         if e["split"] == "test":
-            typer.echo(f"{e['run_id']}: {e['labelled']} regions -> test mIoU {e['miou']:.4f}")
+            typer.echo(f"{e['run_id']}: {e['labelled']} {unit} -> test mIoU {e['miou']:.4f}")
     typer.echo(f"store: {cfg.store}")
 
 

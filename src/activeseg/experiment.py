@@ -31,11 +31,12 @@ from activeseg.device import resolve_device, seed_everything
 from activeseg.errors import ConfigError
 from activeseg.features import FeatureCache
 from activeseg.methods import head_specs, lookup
+from activeseg.methods.deal.protocol import init_seed, run_original
 from activeseg.methods.registry import check_method
 from activeseg.models.segmenter import ModelConfig, Segmenter, build_model
 from activeseg.pipeline import coarsest_stride, default_cache_dir, make_source, resolve_test_size, scored_at
 from activeseg.regions import RegionGrid
-from activeseg.store import RunBusyError, RunStore
+from activeseg.store import RunBusyError, RunStore, budget_unit, read_run_configs
 from activeseg.train.checkpoint import load_checkpoint, save_checkpoint
 from activeseg.train.metrics import summarize
 from activeseg.train.trainer import Source, TrainConfig, evaluate, fit, head_metrics
@@ -57,7 +58,8 @@ class ExperimentConfig:
     split: str = "train"
     """Split holding the start images and the pool."""
     start_images: str = "ralis:d_t"
-    """Start-model images: 'all', 'random:N', 'ralis:d_s|d_t|d_v' (CamVid) or a file of stems."""
+    """Start-model images: 'all', 'random:N', 'ralis:d_s|d_t|d_v' (CamVid) or a file of stems; 'none' with
+    al.deal.protocol: deal_original (no start model; each seed draws its start set from the pool)."""
     start_every: Positive = field(default=1, metadata=ADDED)
     """Keep every n-th start image in sorted order (10 with 'ralis:d_t': its 10 images d_t[0::10], the
     RALIS agent's weak start set); 1 keeps them all in their listed order."""
@@ -98,6 +100,21 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         if self.start_every < 1:
             raise ConfigError(f"start_every is {self.start_every}; use 1 (every start image) or more")
+        if self.original_protocol and self.start_images != "none":
+            raise ConfigError(f"al.deal.protocol 'deal_original' draws each seed's start set from the pool "
+                              f"(al.deal.original.start_images) and has no start model; set start_images: none "
+                              f"(it is {self.start_images!r})")
+        if not self.original_protocol and self.start_images == "none":
+            raise ConfigError("start_images: none leaves the start model nothing to train on; name start images "
+                              "(e.g. random:10), or set al.deal.protocol: deal_original")
+        if self.original_protocol and self.bounds == "lower":
+            raise ConfigError("bounds: 'lower' measures the start model, which al.deal.protocol 'deal_original' does "
+                              "not have; use true (the upper bound: every pool image) or false")
+
+    @property
+    def original_protocol(self) -> bool:
+        """DEAL's original protocol (image-level rounds, each model trained from scratch) runs the grid."""
+        return self.al.deal.protocol == "deal_original"
 
 
 @dataclass(frozen=True)
@@ -130,6 +147,14 @@ def plan_images(cfg: ExperimentConfig, dataset_dir: Path) -> ImagePlan:
         if shared:
             raise ConfigError(f"{key} and pool_images share {len(shared)} images (e.g. {sorted(shared)[:3]}); "
                               f"choose disjoint sets (pool_images: rest takes every image the others leave)")
+    if cfg.original_protocol:
+        orig = cfg.al.deal.original
+        if orig.labelled_images[-1] > len(pool):
+            raise ConfigError(f"al.deal.original labels up to {orig.labelled_images[-1]} images (start_images "
+                              f"{orig.start_images} + rounds {orig.rounds} x images_per_round "
+                              f"{orig.images_per_round}), but the pool ({cfg.pool_images!r}) has {len(pool)}; lower "
+                              f"them or give pool_images more images")
+        return ImagePlan(start, pool, state)
     regions = len(pool) * cfg.region_rows * cfg.region_cols
     if not pool or cfg.al.budgets[-1] > regions:
         raise ConfigError(f"al.budgets go up to {cfg.al.budgets[-1]} regions, but the pool ({cfg.pool_images!r}: "
@@ -140,12 +165,15 @@ def plan_images(cfg: ExperimentConfig, dataset_dir: Path) -> ImagePlan:
 
 def check(cfg: ExperimentConfig, strategies: tuple[str, ...] | None = None) -> ImagePlan:
     """Everything that can be checked before data is loaded or a file is written: the device, the
-    methods of ``strategies`` (default: the benchmark's) and their agents, the dataset and the image plan."""
+    store (an existing one must count budgets in this config's unit), the methods of ``strategies``
+    (default: the benchmark's) and their agents, the dataset and the image plan."""
     resolve_device(cfg.device)
     paths.store_file(cfg.store)
+    check_store_unit(cfg)
     paths.output_dir(cfg.cache_dir, "cache_dir / --cache-dir")
     for name in cfg.strategies if strategies is None else strategies:
         check_method(name, cfg.al.agent)
+        replace(cfg.al, strategy=name)  # the run's own checks (e.g. the protocol's)
     ddir = resolve_dataset_dir(cfg.data.dataset, cfg.data.data_root)
     for key in ("split", "val_split", "test_split"):
         split = getattr(cfg, key)
@@ -156,9 +184,23 @@ def check(cfg: ExperimentConfig, strategies: tuple[str, ...] | None = None) -> I
     return plan_images(cfg, ddir)
 
 
+def check_store_unit(cfg: ExperimentConfig) -> None:
+    """An existing store's runs must count budgets as this config's protocol does (images with DEAL's
+    original protocol, regions otherwise): their curves share the plot's axis. Reads the store's run
+    configs read-only; no store yet, nothing to check."""
+    unit = "images" if cfg.original_protocol else "regions"
+    other = [run_id for run_id, c in read_run_configs(cfg.store).items() if budget_unit(c) != unit]
+    if other:
+        theirs = "images (al.deal.protocol: deal_original)" if unit == "regions" else "regions"
+        raise ConfigError(f"store {cfg.store} holds runs whose budgets count {theirs} (e.g. {other[0]}), and this "
+                          f"config's al.deal.protocol ({cfg.al.deal.protocol!r}) counts {unit}; use a separate store "
+                          f"(store: in the config, or --store runs/NAME/store.sqlite)")
+
+
 @dataclass
 class Experiment:
-    """A prepared experiment: the data, the pool and the (plain) start model."""
+    """A prepared experiment: the data, the pool and the (plain) start model (with DEAL's original
+    protocol: the untrained network, whose encoder the feature cache holds)."""
 
     cfg: ExperimentConfig
     device: torch.device
@@ -182,6 +224,14 @@ class Experiment:
             self._with_heads[key] = self.trainer.with_heads(heads)
         return self._with_heads[key]
 
+    def fresh_model(self, heads: dict[str, dict], seed: int) -> Segmenter:
+        """A newly initialised model with ``heads`` (decoder and heads drawn from ``seed``) on the
+        experiment's encoder (the one the feature cache holds), on the experiment's device."""
+        seed_everything(seed)
+        model = build_model(replace(self.cfg.model, pretrained=False), self.pool.num_classes, heads)
+        model.encoder.load_state_dict(self.start_model.encoder.state_dict())
+        return model.to(self.device)
+
 
 def config_hash(obj: dict) -> str:
     """A short, stable key of a JSON-able configuration (names cached models)."""
@@ -198,7 +248,8 @@ def tensor_digest(*tensors: torch.Tensor) -> str:
 
 
 def prepare(cfg: ExperimentConfig, progress: bool = True) -> Experiment:
-    """Loads the data, builds the feature cache, and trains (or reloads) the start model."""
+    """Loads the data, builds the feature cache, and trains (or reloads) the start model (none with DEAL's
+    original protocol)."""
     device = resolve_device(cfg.device)
     generator = seed_everything(cfg.start_seed)  # before the model is built: its initial weights too
     ddir = resolve_dataset_dir(cfg.data.dataset, cfg.data.data_root)
@@ -221,9 +272,11 @@ def prepare(cfg: ExperimentConfig, progress: bool = True) -> Experiment:
     state_src = None
     if plan.state is not None:
         state_src = make_source(model, split.subset(plan.state), cache)
-    start_src = make_source(model, start, cache)
+    start_src = make_source(model, start, cache) if plan.start else None
     pool = Pool(pool_src, GroundTruthOracle(pool_split.labels, pool_split.content), grid, val_src, test_src, classes.num_classes,
                 classes.names, state_src, start_src)
+    if cfg.original_protocol:  # no start model: every round trains a fresh model on this encoder
+        return Experiment(cfg, device, model, {}, pool, coarsest_stride(model))
 
     # the start model: trained once per configuration and data content, shared by every store
     what = {"data": to_dict(cfg.data), "model": to_dict(cfg.model), "seed": cfg.start_seed,
@@ -293,8 +346,18 @@ class StartModelTrainer:
         return self.load_or_train(model, generator)
 
 
-def run_config(cfg: ExperimentConfig, al: ALConfig) -> dict:
-    """What a run's results depend on; stored with the run and checked on resume."""
+#: What DEAL's original protocol does not read (no start model, no steps of regions, its own training).
+NOT_IN_ORIGINAL = ("start_train", "start_every", "start_early_stopping")
+NOT_IN_ORIGINAL_AL = ("budgets", "regions_per_step", "candidates_per_pool", "selection", "step_train", "final_train",
+                      "final_init", "final_include_start", "step_train_on")
+
+
+def run_config(cfg: ExperimentConfig, al: ALConfig, pool_images: int | None = None) -> dict:
+    """What a run's results depend on; stored with the run and checked on resume.
+
+    With DEAL's original protocol, ``al.deal`` is recorded for every strategy (it holds the protocol),
+    the keys the protocol does not read are left out, and ``budget_unit: images`` (with the pool's
+    ``pool_images``, when given) tells the tables and plots that budgets count whole images."""
     d = to_dict(cfg)
     for k in ("strategies", "seeds", "bounds", "store", "device", "cache_dir"):
         d.pop(k)
@@ -309,11 +372,24 @@ def run_config(cfg: ExperimentConfig, al: ALConfig) -> dict:
     d["al"].pop("deal", None)  # method sections: recorded in full for the method that reads them only
     if method.options is not None:
         d["al"][method.options] = to_dict(getattr(al, method.options))
+    if al.deal.protocol == "deal_original":
+        for k in NOT_IN_ORIGINAL:
+            d.pop(k, None)
+        for k in NOT_IN_ORIGINAL_AL:
+            d["al"].pop(k, None)
+        d["al"]["deal"] = {**to_dict(al.deal), "original": to_dict(al.deal.original)}
+        d["budget_unit"] = "images"
+        if pool_images is not None:
+            d["pool_images_count"] = pool_images
     return d
 
 
 def run_one(exp: Experiment, al: ALConfig, progress: bool = True) -> str:
     """One (strategy, seed) run into the experiment's store; resumes where it stopped."""
+    if (al.deal.protocol == "deal_original") != exp.cfg.original_protocol:
+        raise ValueError("a run's al.deal.protocol must be its experiment's (prepare() builds the start model or not)")
+    if exp.cfg.original_protocol:
+        return run_one_original(exp, al, progress)
     store = RunStore(exp.cfg.store)
     steps_total = -(-al.budgets[-1] // al.regions_per_step)
     bar = tqdm(total=steps_total, desc=al.run_id, disable=not progress)
@@ -336,8 +412,33 @@ def run_one(exp: Experiment, al: ALConfig, progress: bool = True) -> str:
         store.close()
 
 
+def run_one_original(exp: Experiment, al: ALConfig, progress: bool = True) -> str:
+    """One (strategy, seed) run of DEAL's original protocol (image-level rounds, each model trained from
+    scratch) into the experiment's store; resumes where it stopped."""
+    store = RunStore(exp.cfg.store)
+    bar = tqdm(total=al.deal.original.rounds + 1, desc=f"{al.run_id} (rounds)", disable=not progress)
+    heads = head_specs(al.strategy, al, exp.pool.num_classes)
+
+    def on_round(info: dict) -> None:
+        bar.set_postfix(images=info["images"], test_miou=f"{info['test_miou']:.3f}")
+        bar.update(1)
+
+    try:
+        return run_original(al, lambda seed: exp.fresh_model(heads, seed), exp.pool, store, exp.device,
+                            run_config(exp.cfg, al, len(exp.pool.features)), exp.align, progress, on_round)
+    finally:
+        bar.close()
+        store.close()
+
+
 def run_bounds(exp: Experiment, upper: bool = True, progress: bool = True) -> None:
-    """Lower bound (start model, nothing labelled) and upper bound (every pool region labelled)."""
+    """Lower bound (start model, nothing labelled) and upper bound (every pool region labelled). With
+    DEAL's original protocol: the upper bound only, a fresh plain model trained on every pool image like
+    a round (its budget: the pool's image count)."""
+    if exp.cfg.original_protocol:
+        if upper:
+            _original_upper_bound(exp, progress)
+        return
     store = RunStore(exp.cfg.store)
     try:
         cfg = run_config(exp.cfg, exp.cfg.al)
@@ -359,6 +460,30 @@ def run_bounds(exp: Experiment, upper: bool = True, progress: bool = True) -> No
                 store.record_evaluation("upper_bound", state.num_labelled, split, state.num_labelled, out[split], hist,
                                         out["epochs"], time.perf_counter() - t)
             store.finish_run("upper_bound")
+    finally:
+        store.close()
+
+
+def _original_upper_bound(exp: Experiment, progress: bool) -> None:
+    store = RunStore(exp.cfg.store)
+    try:
+        n = len(exp.pool.features)
+        if store.claim_run("upper_bound", "upper_bound", 0, run_config(exp.cfg, exp.cfg.al, n)) == "done":
+            return
+        state = exp.pool.oracle.new_state(exp.pool.grid)
+        state.label(state.selectable_ids(), 1)
+        t = time.perf_counter()
+        model = exp.fresh_model({}, init_seed(0))
+        generator = seed_everything(1)
+        log.info("upper bound: training from scratch on all %d pool images", n)
+        out = final_train_and_evaluate(model, exp.pool, state, exp.cfg.al.deal.original.train_config(), exp.device,
+                                       generator, exp.align, progress=progress, desc=f"upper bound ({n} images)")
+        hist = exp.pool.oracle.class_histogram(state, exp.pool.num_classes).tolist()
+        for split in ("val", "test"):
+            extra = {"best_epoch": out["best_epoch"]} if split == "val" else None
+            store.record_evaluation("upper_bound", n, split, n, out[split], hist, out["epochs"], time.perf_counter() - t,
+                                    extra)
+        store.finish_run("upper_bound")
     finally:
         store.close()
 

@@ -1,4 +1,5 @@
-"""Learning curves and tables from a run store: mIoU vs labelled regions, mean ± std over seeds."""
+"""Learning curves and tables from a run store: mIoU vs labelled regions (or whole images, for
+image-level protocols), mean ± std over seeds."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from activeseg.errors import ConfigError  # noqa: E402
 from activeseg.store import RunStore  # noqa: E402
+from activeseg.store import budget_unit as run_budget_unit  # noqa: E402
 
 BOUNDS = ("lower_bound", "upper_bound")
 BASELINE = "random"
@@ -94,6 +97,7 @@ def paired_table(evals: list[dict], split: str = "test", baseline: str = BASELIN
 
 def plot_paired(store_path: Path, out_png: Path, split: str = "test", baseline: str = BASELINE) -> Path | None:
     """Paired differences to ``baseline`` with 95 % intervals per budget; None when nothing pairs."""
+    unit = budget_unit(store_path)  # refuses a store mixing units before anything is drawn
     store = RunStore.open_existing(store_path)
     evals = store.evaluations()
     store.close()
@@ -114,7 +118,7 @@ def plot_paired(store_path: Path, out_png: Path, split: str = "test", baseline: 
     ax.axhline(0, color="gray", linewidth=0.8)
     ax.set_title(f"{describe(store_path)}\npaired difference to {baseline}, mean and 95 % t-interval over seeds",
                  fontsize=10)
-    return _save_budget_plot(fig, ax, out_png, f"{split} mIoU − {baseline} (points)")
+    return _save_budget_plot(fig, ax, out_png, f"{split} mIoU − {baseline} (points)", *unit)
 
 
 def class_entropy(hist: list[int], num_classes: int | None = None) -> float:
@@ -139,6 +143,33 @@ def regions_to_reach(curve: dict[int, float], target: float) -> float | None:
     return None
 
 
+def budget_unit(store_path: Path) -> tuple[str, int | None]:
+    """What the store's budgets count: 'regions', or 'images' when its runs say so (``budget_unit`` in
+    their stored configs, DEAL's original protocol), with the pool's image count when recorded.
+
+    Raises:
+        ConfigError: the store mixes runs counting regions and runs counting images (one axis cannot
+            show both).
+    """
+    store = RunStore.open_existing(store_path)
+    try:
+        configs = store.run_configs()
+    finally:
+        store.close()
+    by_unit: dict[str, list[str]] = defaultdict(list)
+    for run_id, c in configs.items():
+        by_unit[run_budget_unit(c)].append(run_id)
+    if len(by_unit) > 1:
+        raise ConfigError(f"{store_path} mixes runs whose budgets count regions (e.g. {by_unit['regions'][0]}) "
+                          f"and runs whose budgets count images (al.deal.protocol: deal_original, e.g. "
+                          f"{by_unit['images'][0]}), which one axis cannot show; use separate stores (a store: "
+                          f"of its own in each config, or --store) and plot each")
+    if "images" in by_unit:
+        pools = {c.get("pool_images_count") for c in configs.values()}
+        return "images", (pools.pop() if len(pools) == 1 else None)
+    return "regions", None
+
+
 def describe(store_path: Path) -> str:
     """A plot title: dataset, profile (the store's folder name) and the seeds of the store's runs."""
     store = RunStore.open_existing(store_path)
@@ -152,6 +183,7 @@ def describe(store_path: Path) -> str:
 
 def plot_curves(store_path: Path, out_png: Path, split: str = "test") -> Path:
     """Mean mIoU per budget with a ±1 std band (n seeds in the legend) and the bounds as lines."""
+    unit = budget_unit(store_path)  # refuses a store mixing units before anything is drawn
     store = RunStore.open_existing(store_path)
     evals = store.evaluations()
     store.close()
@@ -173,12 +205,19 @@ def plot_curves(store_path: Path, out_png: Path, split: str = "test") -> Path:
             v = 100 * next(iter(data[bound].values()))[0]
             ax.axhline(v, color="gray", linestyle=style, label=f"{bound.replace('_', ' ')} ({v:.1f})")
     ax.set_title(describe(store_path), fontsize=10)
-    return _save_budget_plot(fig, ax, out_png, f"{split} mIoU (%)")
+    return _save_budget_plot(fig, ax, out_png, f"{split} mIoU (%)", *unit)
 
 
-def _save_budget_plot(fig: plt.Figure, ax: plt.Axes, out_png: Path, ylabel: str) -> Path:
-    """Axis labels, grid and legend of a plot over labelled regions; writes it and closes the figure."""
-    ax.set_xlabel("labelled regions")
+def _save_budget_plot(fig: plt.Figure, ax: plt.Axes, out_png: Path, ylabel: str, unit: str = "regions",
+                      pool: int | None = None) -> Path:
+    """Axis labels, grid and legend of a plot over labelled regions (or images: with the pool's image
+    count, a second axis in % of the pool); writes it and closes the figure."""
+    ax.set_xlabel(f"labelled {unit}")
+    if pool:
+        top = ax.secondary_xaxis("top", functions=(lambda x: 100 * x / pool, lambda p: p * pool / 100))
+        top.set_xlabel(f"% of the {pool} pool images")
+    if unit == "images":
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -192,6 +231,7 @@ def _save_budget_plot(fig: plt.Figure, ax: plt.Axes, out_png: Path, ylabel: str)
 def markdown_table(store_path: Path, split: str = "test") -> str:
     """Mean ± std mIoU per strategy and budget, the bounds, per-class IoU at the largest budget, the
     class entropy of labelled pixels, and mean seconds per step."""
+    unit = budget_unit(store_path)[0]
     store = RunStore.open_existing(store_path)
     evals = store.evaluations()
     runs = store.runs()
@@ -219,15 +259,15 @@ def markdown_table(store_path: Path, split: str = "test") -> str:
     for bound in BOUNDS:
         if bound in data:
             budget, values = next(iter(data[bound].items()))
-            lines.append(f"\n{bound.replace('_', ' ')} ({budget} regions labelled): {100 * values[0]:.1f}")
+            lines.append(f"\n{bound.replace('_', ' ')} ({budget} {unit} labelled): {100 * values[0]:.1f}")
     paired = paired_table(evals, split)
     if paired:
         lines += [""] + paired
     means = {s: {b: _mean_std(xs)[0] for b, xs in data[s].items()} for s in strategies}
     if len(strategies) > 1 and budgets:
-        lines += ["", f"Regions each strategy needs to reach the best other strategy's mean {split} mIoU at "
-                  f"{budgets[-1]} regions (linear interpolation between budgets)", "",
-                  "| strategy | target (best other) | regions needed | vs. " + str(budgets[-1]) + " |", "|---|---|---|---|"]
+        lines += ["", f"{unit.capitalize()} each strategy needs to reach the best other strategy's mean {split} "
+                  f"mIoU at {budgets[-1]} {unit} (linear interpolation between budgets)", "",
+                  f"| strategy | target (best other) | {unit} needed | vs. {budgets[-1]} |", "|---|---|---|---|"]
         for s in strategies:
             others = {o: means[o][budgets[-1]] for o in strategies if o != s and budgets[-1] in means[o]}
             if not others or budgets[-1] not in means[s]:
@@ -240,7 +280,7 @@ def markdown_table(store_path: Path, split: str = "test") -> str:
     last = [e for e in evals if e["split"] == split and e["strategy"] not in BOUNDS and budgets and e["budget"] == budgets[-1]]
     if last:
         names = list(last[0]["iou"])
-        lines += ["", f"Per-class {split} IoU (%) at {budgets[-1]} regions, mean over seeds", "",
+        lines += ["", f"Per-class {split} IoU (%) at {budgets[-1]} {unit}, mean over seeds", "",
                   "| strategy | " + " | ".join(names) + " | entropy of labelled classes (nats) |",
                   "|---" * (len(names) + 2) + "|"]
         for s in strategies:
@@ -252,7 +292,7 @@ def markdown_table(store_path: Path, split: str = "test") -> str:
             lines.append(f"| {s} | " + " | ".join(f"{100 * v:.1f}" for v in ious) + f" | {ent:.3f} |")
         padded = any(e["class_histogram"] and len(e["class_histogram"]) > len(names) + 1 for e in last)
         extra = ["void", "padding"] if padded else ["void"]
-        lines += ["", f"Share of labelled pixels per class (%) at {budgets[-1]} regions, mean over seeds "
+        lines += ["", f"Share of labelled pixels per class (%) at {budgets[-1]} {unit}, mean over seeds "
                   "(void = image pixels of no class, the dataset's ignore values"
                   + ("; padding = letterbox pixels inside labelled regions, never counted as labels)" if padded else ")"),
                   "", "| strategy | " + " | ".join(names + extra) + " |", "|---" * (len(names) + len(extra) + 1) + "|"]
@@ -270,7 +310,7 @@ def markdown_table(store_path: Path, split: str = "test") -> str:
             if e["split"] == split and e["strategy"] not in BOUNDS:
                 eval_seconds[e["strategy"]].append(e["seconds"])
         lines += ["", "Wall time (mean seconds): per active-learning step (scoring, fine-tuning), and per budget "
-                  "(final training on all labelled regions + evaluation)", "",
+                  f"(final training on all labelled {unit} + evaluation)", "",
                   "| strategy | scoring / step | fine-tuning / step | evaluation / budget | steps | evaluations |",
                   "|---|---|---|---|---|---|"]
         for s in sorted(timing):

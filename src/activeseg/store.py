@@ -64,6 +64,28 @@ def _pid_alive(owner: str | None) -> bool:
     return True
 
 
+def budget_unit(run_config: dict) -> str:
+    """What a stored run config's budgets count: 'images' (``budget_unit: images``, DEAL's original
+    protocol) or 'regions' (every other protocol, which does not record it)."""
+    return run_config.get("budget_unit", "regions")
+
+
+def read_run_configs(path: Path) -> dict[str, dict]:
+    """The stored config of every run of the store at ``path``, by run id, through a read-only
+    connection (the database is not created or changed; SQLite may leave its empty ``-wal``/``-shm``
+    side files, as for any reader of a WAL database); {} when there is no store (or no runs table)."""
+    path = Path(path)
+    if not path.is_file() or not path.stat().st_size:
+        return {}
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'").fetchone() is None:
+            return {}
+        return {r: json.loads(c) for r, c in db.execute("SELECT run_id, config FROM runs ORDER BY run_id")}
+    finally:
+        db.close()
+
+
 class RunStore:
     """Runs, steps, evaluations and resume checkpoints in ``path`` (created if missing)."""
 
@@ -163,6 +185,10 @@ class RunStore:
         """The distinct ``data.dataset`` values of the stored run configs."""
         names = {json.loads(c).get("data", {}).get("dataset", "?") for (c,) in self.db.execute("SELECT config FROM runs")}
         return sorted(str(n) for n in names)
+
+    def run_configs(self) -> dict[str, dict]:
+        """The stored config of every run, by run id."""
+        return {r: json.loads(c) for r, c in self.db.execute("SELECT run_id, config FROM runs ORDER BY run_id")}
 
     def runs(self) -> list[dict]:
         rows = self.db.execute("SELECT run_id, strategy, seed, status FROM runs ORDER BY run_id").fetchall()

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from activeseg.data.folder import load_split
@@ -76,3 +77,29 @@ def test_checkpoint_round_trip(tmp_path, synthetic_dir):
     assert meta["extra"] == {"dataset": "x"} and meta["image_size"] == [48, 64]
     src = make_source(model, val, None)
     assert torch.equal(evaluate(model, src, 5, CPU), evaluate(loaded, src, 5, CPU))
+
+
+def test_val_every_validates_every_kth_and_the_last_epoch(synthetic_dir):
+    train, val = _data(synthetic_dir)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(encoder="tiny"), 5)
+    cfg = TrainConfig(max_epochs=7, patience=0, batch_size=4, lr=1e-2, val_every=3)
+    r = fit(model, make_source(model, train, None), make_source(model, val, None), 5, cfg, CPU,
+            torch.Generator().manual_seed(0), progress=False)
+    validated = [h["epoch"] for h in r.history if h["val_miou"] is not None]
+    assert validated == [2, 5, 6] and len(r.history) == 7
+    assert r.best_epoch in validated and r.best_miou == max(h["val_miou"] for h in r.history if h["epoch"] in validated)
+    assert abs(mean_iou(evaluate(model, make_source(model, val, None), 5, CPU)) - r.best_miou) < 1e-9
+
+
+def test_poly_schedule_decays_as_deeplab():
+    from activeseg.train.trainer import make_scheduler
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = make_scheduler(opt, TrainConfig(max_epochs=4, lr=0.1, lr_schedule="poly"))
+    lrs = []
+    for _ in range(4):
+        opt.step()
+        sched.step()
+        lrs.append(sched.get_last_lr()[0])
+    assert lrs == pytest.approx([0.1 * (1 - e / 4) ** 0.9 for e in (1, 2, 3, 4)])

@@ -24,7 +24,7 @@ from activeseg.al.state import LabelledState
 from activeseg.al.strategies import Selection, SelectionContext
 from activeseg.config import ADDED, Positive
 from activeseg.errors import ConfigError
-from activeseg.methods import build_policy, lookup
+from activeseg.methods import build_policy, image_rankers, lookup
 from activeseg.methods.deal.config import DealConfig
 from activeseg.models.segmenter import Segmenter
 from activeseg.regions import RegionGrid
@@ -107,6 +107,9 @@ class ALConfig:
             raise ConfigError(f"al.step_train_on is {self.step_train_on!r}; use one of {', '.join(STEP_DATA)}")
         if self.final_init not in ("al_model", "start_model"):
             raise ConfigError(f"al.final_init is {self.final_init!r}; use 'al_model' or 'start_model'")
+        if self.deal.protocol == "deal_original" and not method.ranks_images:
+            raise ConfigError(f"al.deal.protocol 'deal_original' labels whole images, and strategy {self.strategy!r} "
+                              f"does not score images; use one of {image_rankers()}")
 
     @property
     def label(self) -> str:
@@ -141,7 +144,8 @@ def step_seeds(seed: int, step: int) -> dict:
     return {"numpy": [seed, step], "torch": seed * 100_003 + step}
 
 
-def _generators(seeds: dict) -> tuple[np.random.Generator, torch.Generator]:
+def step_generators(seeds: dict) -> tuple[np.random.Generator, torch.Generator]:
+    """The numpy and torch generators of ``step_seeds(...)``; seeds the global torch stream too."""
     torch.manual_seed(seeds["torch"])  # dropout in library code draws from the global stream
     return np.random.default_rng(seeds["numpy"]), torch.Generator().manual_seed(seeds["torch"])
 
@@ -203,8 +207,8 @@ def final_train_and_evaluate(model: Segmenter, pool: Pool, state: LabelledState,
                              ) -> dict:
     """Trains a copy of ``model`` on every labelled region (crops around a random labelled region of each
     image), and with ``include_start`` on the fully labelled start images too, early stopping on val;
-    returns its val and test metrics, and the metrics of the model's auxiliary heads on val
-    (``val_extra``, {} without heads). ``model`` itself is unchanged."""
+    returns its val and test metrics, the metrics of the model's auxiliary heads on val (``val_extra``,
+    {} without heads), the best epoch and the trained copy (``model``). ``model`` itself is unchanged."""
     trained = copy.deepcopy(model)
     source, images, keep = training_set(pool, state, include_start)
     result = fit(trained, source, pool.val, pool.num_classes, cfg, device, generator,
@@ -214,6 +218,8 @@ def final_train_and_evaluate(model: Segmenter, pool: Pool, state: LabelledState,
         "val": summarize(evaluate(trained, pool.val, pool.num_classes, device), pool.class_names),
         "test": summarize(evaluate(trained, pool.test, pool.num_classes, device), pool.class_names),
         "val_extra": head_metrics(trained, pool.val, device),
+        "best_epoch": result.best_epoch,
+        "model": trained,
     }
 
 
@@ -253,7 +259,7 @@ def run_active_learning(cfg: ALConfig, start_model: Segmenter, pool: Pool, store
                 break
             step += 1
             seeds = step_seeds(cfg.seed, step)
-            rng, generator = _generators(seeds)
+            rng, generator = step_generators(seeds)
             t0 = time.perf_counter()
             k = min(K, cfg.budgets[-1] - state.num_labelled)
             ctx = SelectionContext(model, pool.features, state, device, rng, generator, k,
@@ -285,12 +291,13 @@ def _evaluate_due_budgets(cfg: ALConfig, run_id: str, model: Segmenter, pool: Po
     for budget in cfg.budgets:
         if state.num_labelled < budget or store.has_evaluation(run_id, budget, "test"):
             continue
-        _, generator = _generators(step_seeds(cfg.seed, 1_000_000 + budget))
+        _, generator = step_generators(step_seeds(cfg.seed, 1_000_000 + budget))
         t = time.perf_counter()
         log.info("%s: final training at %d regions (up to %d epochs)", run_id, state.num_labelled,
                  cfg.final_train.max_epochs)
         out = final_train_and_evaluate(model, pool, state, cfg.final_train, device, generator, align,
                                        cfg.final_include_start)
+        out.pop("model")  # the trained copy: not needed here, so not kept alive beside the AL model
         hist = pool.oracle.class_histogram(state, pool.num_classes).tolist()
         extra = {**out["val_extra"], **start_extra} or None
         for split in ("val", "test"):

@@ -79,6 +79,23 @@ class ScoredPolicy:
             out.append(ctx.state.grid.pool(px.double(), valid).cpu())
         return torch.cat(out)
 
+    def image_scores(self, ctx: SelectionContext, images: torch.Tensor) -> torch.Tensor:
+        """Score of each whole image: the mean of its region scores weighted by their image pixels, i.e.
+        the mean pixel score over the image (random: one i.i.d. uniform score per image, so padding
+        cannot bias the ranking: a uniformly random one). Shape: ``[len(images)]`` float64."""
+        if self.pixel_scores is None:  # random: the mean of region draws would weight them by padding
+            return torch.rand(len(images), generator=ctx.generator, dtype=torch.float64)
+        per_region = self.region_scores(ctx, images)  # [M, R]
+        grid = ctx.state.grid
+        if ctx.content is None:
+            pixels = torch.bincount(grid.region_map().reshape(-1), minlength=grid.regions_per_image)
+            pixels = pixels.to(torch.float64).expand_as(per_region)
+        else:
+            content = ctx.content[images].to(torch.float64)  # [M, H, W]
+            pixels = grid.pool(content) * torch.bincount(grid.region_map().reshape(-1),
+                                                         minlength=grid.regions_per_image)
+        return (per_region * pixels).sum(1) / pixels.sum(1).clamp(min=1)
+
     def select(self, ctx: SelectionContext) -> tuple[torch.Tensor, torch.Tensor]:
         avail = ctx.state.available()
         R = avail.shape[1]
@@ -101,3 +118,9 @@ class ScoredPolicy:
 
 class Policy(Protocol):
     def select(self, ctx: SelectionContext) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class ImageRanker(Protocol):
+    """A policy that also scores whole images (higher = label first), for image-level protocols."""
+
+    def image_scores(self, ctx: SelectionContext, images: torch.Tensor) -> torch.Tensor: ...

@@ -7,7 +7,8 @@ Forms of a key's value (``start_images``, ``state_images``, ``pool_images``):
 - ``random:N``: N images drawn with the given seed from those not taken before;
 - ``ralis:d_s`` / ``ralis:d_t`` / ``ralis:d_v``: the RALIS split of CamVid's train images (from the
   dataset's ``ralis_splits.json``; a dataset folder named ``camvid`` may use the copy in the package);
-- a path to a text file of stems, one per line (``#`` comments allowed).
+- a path to a text file of stems, one per line (``#`` comments allowed);
+- ``none``: no image (``start_images`` of DEAL's original protocol, which draws a start set per seed).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from activeseg.data.camvid import RALIS_KEYS, ralis_splits
 from activeseg.data.folder import read_stems_file
 from activeseg.errors import ConfigError
 
-FORMS = "'all', 'rest', 'random:N', 'ralis:d_s|d_t|d_v' or a file of stems"
+FORMS = "'all', 'rest', 'random:N', 'ralis:d_s|d_t|d_v', 'none' or a file of stems"
 
 
 def resolve_images(spec: str, key: str, dataset_dir: Path, stems: Sequence[str],
@@ -42,6 +43,8 @@ def resolve_images(spec: str, key: str, dataset_dir: Path, stems: Sequence[str],
     """
     if spec == "all":
         return list(stems)
+    if spec == "none":
+        return []
     if spec == "rest":
         return [s for s in stems if s not in taken]
     if spec.startswith("random:"):

@@ -6,6 +6,6 @@ registers every method.
 """
 
 from activeseg.methods import baselines, deal, ralis  # noqa: F401  (each home registers its methods)
-from activeseg.methods.registry import Method, build_policy, head_specs, lookup, names, register
+from activeseg.methods.registry import Method, build_policy, head_specs, image_rankers, lookup, names, register
 
-__all__ = ["Method", "build_policy", "head_specs", "lookup", "names", "register"]
+__all__ = ["Method", "build_policy", "head_specs", "image_rankers", "lookup", "names", "register"]

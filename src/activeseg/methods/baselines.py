@@ -1,5 +1,6 @@
 """The classic baselines: random, entropy, margin and BALD (MC dropout), each a pixel score pooled
-per region and picked by the shared selection rule of ``ScoredPolicy``."""
+per region and picked by the shared selection rule of ``ScoredPolicy`` (or averaged over whole images,
+for the image-level protocol)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def bald_pixel_scores(ctx: SelectionContext, images: torch.Tensor) -> torch.Tens
     return acc.score()
 
 
-register(Method("random", lambda cfg: ScoredPolicy(None)))
-register(Method("entropy", lambda cfg: ScoredPolicy(softmax_scores(entropy))))
-register(Method("margin", lambda cfg: ScoredPolicy(softmax_scores(margin))))
-register(Method("bald", lambda cfg: ScoredPolicy(bald_pixel_scores)))
+register(Method("random", lambda cfg: ScoredPolicy(None), ranks_images=True))
+register(Method("entropy", lambda cfg: ScoredPolicy(softmax_scores(entropy)), ranks_images=True))
+register(Method("margin", lambda cfg: ScoredPolicy(softmax_scores(margin)), ranks_images=True))
+register(Method("bald", lambda cfg: ScoredPolicy(bald_pixel_scores), ranks_images=True))

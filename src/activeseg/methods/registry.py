@@ -27,6 +27,8 @@ class Method:
         heads: the auxiliary heads the method's model carries, ``heads(cfg, num_classes) -> {name: spec}``
             (see ``activeseg.models.heads``); its start model is trained with their losses. None: no heads.
         options: the ``ALConfig`` section the method reads (recorded in full with its runs), or None.
+        ranks_images: the policy also scores whole images (``image_scores(ctx, images) -> [M]``), as the
+            image-level protocol (``al.deal.protocol: deal_original``) needs.
     """
 
     name: str
@@ -36,6 +38,7 @@ class Method:
     missing_agent: str = ""
     heads: Callable[["ALConfig", int], dict[str, dict]] | None = None
     options: str | None = None
+    ranks_images: bool = False
 
 
 _METHODS: dict[str, Method] = {}
@@ -50,6 +53,11 @@ def register(method: Method) -> Method:
 
 def names() -> list[str]:
     return sorted(_METHODS)
+
+
+def image_rankers() -> list[str]:
+    """Names of the methods that score whole images."""
+    return [n for n in names() if _METHODS[n].ranks_images]
 
 
 def lookup(name: str) -> Method:

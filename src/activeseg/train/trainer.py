@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from activeseg.config import ADDED, NonNegative, Positive, PositiveFloat
-from activeseg.config import ADDED, NonNegative, Positive, PositiveFloat
 from activeseg.errors import ConfigError
 from activeseg.models.segmenter import Segmenter
 from activeseg.train.metrics import confusion_matrix, mean_iou
@@ -54,6 +53,12 @@ class TrainConfig:
     eval_initial: bool = field(default=False, metadata=ADDED)
     """Evaluate the starting weights on the validation split before the first epoch; they are kept
     unless an epoch beats them (training that starts from a good model never ends worse on val)."""
+    val_every: Positive = field(default=1, metadata=ADDED)
+    """Validate every k epochs (and after the last); the best validated epoch is kept, and patience
+    counts validations."""
+    lr_schedule: Literal["cosine", "poly"] = field(default="cosine", metadata=ADDED)
+    """Learning-rate decay over max_epochs: 'cosine' (to 0) or 'poly' (lr x (1 - epoch / max_epochs)^0.9,
+    DeepLab's)."""
 
     def __post_init__(self) -> None:
         if self.max_epochs < 1 or self.batch_size < 1:
@@ -68,6 +73,10 @@ class TrainConfig:
             raise ConfigError(f"train.optimizer is {self.optimizer!r}; use 'adamw' or 'sgd'")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"train.grad_clip is {self.grad_clip}; use a positive norm such as 4, or leave it unset")
+        if self.val_every < 1:
+            raise ConfigError(f"train.val_every is {self.val_every}; use 1 (every epoch) or more")
+        if self.lr_schedule not in ("cosine", "poly"):
+            raise ConfigError(f"train.lr_schedule is {self.lr_schedule!r}; use 'cosine' or 'poly'")
 
 
 @dataclass
@@ -204,6 +213,14 @@ def make_optimizer(model: Segmenter, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """The per-epoch learning-rate decay of ``cfg.lr_schedule`` over ``cfg.max_epochs``."""
+    if cfg.lr_schedule == "poly":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: (1 - min(e, cfg.max_epochs) / cfg.max_epochs)
+                                                 ** 0.9)
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.max_epochs)
+
+
 def fit(model: Segmenter, train: Source, val: Source | None, num_classes: int, cfg: TrainConfig,
         device: torch.device, generator: torch.Generator, indices: torch.Tensor | None = None,
         keep: list[Box | list[Box]] | None = None, align: int = 32, progress: bool = True,
@@ -212,13 +229,14 @@ def fit(model: Segmenter, train: Source, val: Source | None, num_classes: int, c
 
     Without ``val``, every epoch counts as an improvement and the last weights are kept. With
     ``cfg.eval_initial`` (and ``val``), the starting weights are epoch -1 of the history and the best
-    unless an epoch beats them.
+    unless an epoch beats them. With ``cfg.val_every`` k > 1, only every k-th epoch and the last are
+    validated (the others' ``val_miou`` is None) and can become the best.
     ``on_improve(model, record)`` is called after each improving epoch (e.g. to save a checkpoint);
     ``desc`` names what is trained on the progress bar of epochs.
     """
     indices = torch.arange(len(train)) if indices is None else indices
     optimizer = make_optimizer(model, cfg)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.max_epochs)
+    scheduler = make_scheduler(optimizer, cfg)
     result, best_state, stale = FitResult(), None, 0
     if cfg.eval_initial and val is not None:
         miou = mean_iou(evaluate(model, val, num_classes, device))
@@ -231,16 +249,17 @@ def fit(model: Segmenter, train: Source, val: Source | None, num_classes: int, c
         batches = make_batches(train, indices, cfg.batch_size, generator, cfg.flip, cfg.crop, align, keep)
         loss = train_one_epoch(model, batches, optimizer, device, total=steps, grad_clip=cfg.grad_clip)
         scheduler.step()
-        miou = mean_iou(evaluate(model, val, num_classes, device)) if val is not None else None
+        validate = val is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.max_epochs)
+        miou = mean_iou(evaluate(model, val, num_classes, device)) if validate else None
         record = {"epoch": epoch, "loss": loss, "val_miou": miou, "lr": scheduler.get_last_lr()[0]}
         result.history.append(record)
         bar.set_postfix(loss=f"{loss:.3f}", val_miou="-" if miou is None else f"{miou:.3f}")
-        if miou is None or miou > result.best_miou:
+        if val is None or (validate and miou > result.best_miou):
             result.best_epoch, result.best_miou, stale = epoch, (miou if miou is not None else math.nan), 0
             best_state = copy.deepcopy(model.state_dict())
             if on_improve is not None:
                 on_improve(model, record)
-        else:
+        elif validate:
             stale += 1
             if cfg.patience and stale >= cfg.patience:
                 break

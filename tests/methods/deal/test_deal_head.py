@@ -137,6 +137,7 @@ def test_config_errors_name_the_key():
     from activeseg.errors import ConfigError
 
     for bad, key in [({"de_levels": 1}, "de_levels"), ({"sub_ratio": 0.0}, "sub_ratio"),
-                     ({"dif_loss": "focal"}, "dif_loss"), ({"protocol": "deal_original"}, "not implemented")]:
+                     ({"dif_loss": "focal"}, "dif_loss"), ({"protocol": "original"}, "protocol")]:
         with pytest.raises(ConfigError, match=key):
             DealConfig(**bad)
+    assert DealConfig(protocol="deal_original").original.labelled_images == [40, 60, 80, 100, 120, 140, 160]

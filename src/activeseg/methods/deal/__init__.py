@@ -2,9 +2,10 @@
 
 ``head`` (the difficulty branch: probability attention on the logits, its loss and its AUROC),
 ``scores`` (DS and DE per unit), ``policy`` (region and image units), ``config`` (options, ``al.deal``),
-``show`` (a picture of the difficulty maps). Registers deal_de, deal_ds (per region) and
-deal_de_image, deal_ds_image (per image); each brings the difficulty head, so its start model is
-trained with both losses.
+``show`` (a picture of the difficulty maps), ``protocol`` (the paper's image-level protocol,
+``al.deal.protocol: deal_original``: rounds of whole images, each model trained from scratch; imported
+by the experiment, not here). Registers deal_de, deal_ds (per region) and deal_de_image, deal_ds_image
+(per image); each brings the difficulty head, so its start model is trained with both losses.
 """
 
 from __future__ import annotations
@@ -24,6 +25,6 @@ for _score in ("de", "ds"):
     register(Method(f"deal_{_score}", lambda cfg, s=_score: DealRegionPolicy(s, cfg.deal),
                     heads=difficulty_heads, options="deal"))
     register(Method(f"deal_{_score}_image", lambda cfg, s=_score: DealImagePolicy(s, cfg.deal),
-                    heads=difficulty_heads, options="deal"))
+                    heads=difficulty_heads, options="deal", ranks_images=True))
 
 __all__ = ["DealConfig", "DealImagePolicy", "DealRegionPolicy"]

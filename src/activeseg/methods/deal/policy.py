@@ -101,14 +101,18 @@ class DealImagePolicy:
         self.cfg = cfg
         self.scorer = unit_scorer(score, cfg)
 
+    def image_scores(self, ctx: SelectionContext, images: torch.Tensor) -> torch.Tensor:
+        """DS or DE of each whole image over its valid pixels. Shape: ``[len(images)]`` float64."""
+        grid = ctx.state.grid
+        whole = torch.zeros((grid.height, grid.width), dtype=torch.long)  # one unit: the image
+        return score_images(ctx, images, self.scorer, whole, 1)[:, 0]
+
     def select(self, ctx: SelectionContext) -> tuple[torch.Tensor, torch.Tensor]:
         avail = ctx.state.available()
         R = avail.shape[1]
         open_images = avail.any(1).nonzero().reshape(-1)
         candidates = open_images[torch.as_tensor(_subset(len(open_images), self.cfg.sub_ratio, ctx.rng))]
-        grid = ctx.state.grid
-        scores = score_images(ctx, candidates, self.scorer, torch.zeros((grid.height, grid.width), dtype=torch.long),
-                              1)[:, 0]  # [M]
+        scores = self.image_scores(ctx, candidates)  # [M]
         best = int(candidates[int(torch.argmax(scores))])
         picked = (best * R + avail[best].nonzero().reshape(-1))[:ctx.k]
         return picked, scores.max().repeat(len(picked))
