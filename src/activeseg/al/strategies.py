@@ -87,13 +87,11 @@ class ScoredPolicy:
             return torch.rand(len(images), generator=ctx.generator, dtype=torch.float64)
         per_region = self.region_scores(ctx, images)  # [M, R]
         grid = ctx.state.grid
+        area = torch.bincount(grid.region_map().reshape(-1), minlength=grid.regions_per_image).to(torch.float64)
         if ctx.content is None:
-            pixels = torch.bincount(grid.region_map().reshape(-1), minlength=grid.regions_per_image)
-            pixels = pixels.to(torch.float64).expand_as(per_region)
-        else:
-            content = ctx.content[images].to(torch.float64)  # [M, H, W]
-            pixels = grid.pool(content) * torch.bincount(grid.region_map().reshape(-1),
-                                                         minlength=grid.regions_per_image)
+            pixels = area.expand_as(per_region)
+        else:  # image pixels per region: the content share of each region times its area
+            pixels = grid.pool(ctx.content[images].to(torch.float64)) * area
         return (per_region * pixels).sum(1) / pixels.sum(1).clamp(min=1)
 
     def select(self, ctx: SelectionContext) -> tuple[torch.Tensor, torch.Tensor]:
