@@ -13,8 +13,9 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 def test_presets_load(preset):
     from activeseg.experiment import ExperimentConfig
     from activeseg.methods.ralis.agent import AgentConfig
+    from activeseg.methods.ripu.config import DomainShiftConfig
 
-    kinds = {"train_": TrainCommand, "ralis_agent": AgentConfig}
+    kinds = {"train_": TrainCommand, "ralis_agent": AgentConfig, "ripu_": DomainShiftConfig}
     cls = next((c for prefix, c in kinds.items() if preset.name.startswith(prefix)), ExperimentConfig)
     cmd = load_yaml(preset, cls)
     assert cmd.data.dataset == ("my_dataset" if preset.name == "folder_dataset.yaml" else "camvid")

@@ -25,6 +25,9 @@ agent_app = typer.Typer(no_args_is_help=True, help="RALIS: train the agent that 
 app.add_typer(agent_app, name="agent")
 deal_app = typer.Typer(no_args_is_help=True, help="DEAL: look at the difficulty maps of a model.")
 app.add_typer(deal_app, name="deal")
+ripu_app = typer.Typer(no_args_is_help=True, help="RIPU: active domain adaptation (a labelled source domain, a "
+                       "target domain labelled a few squares or pixels at a time).")
+app.add_typer(ripu_app, name="ripu")
 
 RESUME_HINT = ("interrupted: every finished step, episode and checkpoint is saved. Run the same command again to "
                "continue (`activeseg run` needs --resume; `benchmark` and `agent train` resume by themselves).")
@@ -250,6 +253,45 @@ def deal_show(
 ) -> None:
     """Per image: the image, its ground truth, the difficulty map and the error mask, as one PNG."""
     png = commands.run_deal_show(checkpoint, out, split, images, dataset, data_root, device)
+    typer.echo(f"written: {png}")
+
+
+@ripu_app.command("run")
+def ripu_run(
+    config: Path = typer.Argument(..., help="Domain-shift preset (e.g. configs/ripu_camvid_dusk.yaml)."),
+    store: Optional[Path] = typer.Option(None, help="SQLite run store (default from the preset)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Every reference and selector x seed of a preset (finished runs skipped, interrupted ones resumed),
+    then the report (results.md, miou.png, training_curves.png beside the store)."""
+    cfg = _set(commands.load_domain_experiment(config), store=store, device=device)
+    out, text = commands.run_ripu(cfg, progress=not quiet)
+    typer.echo(text)
+    typer.echo(f"report: {out / 'results.md'}")
+
+
+@ripu_app.command("report")
+def ripu_report(
+    store: Path = typer.Argument(..., help="store.sqlite of `activeseg ripu run`."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: beside the store)."),
+) -> None:
+    """Tables (mIoU, paired differences, per-class IoU, labelled pixels and units, costs) and plots."""
+    folder, text = commands.run_ripu_report(store, out)
+    typer.echo(text)
+    typer.echo(f"report: {folder / 'results.md'}")
+
+
+@ripu_app.command("show")
+def ripu_show(
+    store: Path = typer.Argument(..., help="store.sqlite of `activeseg ripu run`."),
+    run: str = typer.Option("ripu_ra-s20", help="A finished selector run of the store (e.g. ripu_ra-s20)."),
+    images: int = typer.Option(4, help="Target pool images (rows) to show."),
+    out: Path = typer.Option(Path("ripu_maps.png"), help="PNG to write."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+) -> None:
+    """Per target image: the labelled squares (or pixels), region impurity, uncertainty and score maps."""
+    png = commands.run_ripu_show(store, run, out, images, device)
     typer.echo(f"written: {png}")
 
 

@@ -23,6 +23,7 @@ from activeseg.experiment import ExperimentConfig, check, prepare, run_one
 from activeseg.experiment import run_benchmark as run_grid
 from activeseg.features import FeatureCache
 from activeseg.methods.ralis.agent import AgentConfig, train_agent
+from activeseg.methods.ripu.config import DomainShiftConfig
 from activeseg.models.segmenter import ModelConfig, build_model
 from activeseg.pipeline import (
     coarsest_stride,
@@ -211,6 +212,7 @@ def config_reference() -> str:
             ("Experiment", ExperimentConfig, "`activeseg run --config`, `activeseg benchmark` (configs/camvid_*.yaml, "
              "configs/folder_dataset.yaml)"),
             ("Agent training (RALIS)", AgentConfig, "`activeseg agent train` (configs/ralis_agent_*.yaml)"),
+            ("Domain shift (RIPU, protocol A)", DomainShiftConfig, "`activeseg ripu run` (configs/ripu_*.yaml)"),
             ("Supervised training", TrainCommand, "`activeseg train --config` (configs/train_*.yaml)")):
         parts += [f"## {title}", "", f"Used by {used_by}.", ""] + header + describe_keys(cls) + [""]
     return "\n".join(parts)
@@ -295,3 +297,29 @@ def run_plot(store: Path, out_dir: Path | None = None) -> tuple[Path, Path, str]
     finally:
         store_db.close()
     return png, md, table
+
+
+def load_domain_experiment(config: Path) -> DomainShiftConfig:
+    return load_yaml(config, DomainShiftConfig)
+
+
+def run_ripu(cfg: DomainShiftConfig, progress: bool = True) -> tuple[Path, str]:
+    """Runs the preset's grid into its store, then writes the report beside the store."""
+    from activeseg.methods.ripu.experiment import run_domain_benchmark
+    from activeseg.methods.ripu.report import write_report
+
+    paths.store_file(cfg.store)
+    return write_report(run_domain_benchmark(cfg, progress))
+
+
+def run_ripu_report(store: Path, out: Path | None = None) -> tuple[Path, str]:
+    from activeseg.methods.ripu.report import write_report
+
+    return write_report(store, out)
+
+
+def run_ripu_show(store: Path, run: str, out: Path, images: int = 4, device: str = "auto") -> Path:
+    from activeseg.methods.ripu.show import show_run
+
+    paths.output_file(out, "--out")
+    return show_run(store, run, out, images, device)

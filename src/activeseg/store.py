@@ -209,6 +209,14 @@ class RunStore:
             ("UPDATE runs SET updated=? WHERE run_id=?", (time.time(), run_id)),
         ])
 
+    def save_checkpoint(self, run_id: str, step: int, checkpoint: dict) -> None:
+        """A resume checkpoint between step records (e.g. every few hundred iterations of a long training);
+        ``step`` is the last recorded step it follows."""
+        buf = io.BytesIO()
+        torch.save(checkpoint, buf)
+        self._tx([("INSERT OR REPLACE INTO checkpoints VALUES (?,?,?)", (run_id, step, buf.getvalue())),
+                  ("UPDATE runs SET updated=? WHERE run_id=?", (time.time(), run_id))])
+
     def load_checkpoint(self, run_id: str) -> tuple[int, dict] | None:
         row = self.db.execute("SELECT step, blob FROM checkpoints WHERE run_id=?", (run_id,)).fetchone()
         if row is None:

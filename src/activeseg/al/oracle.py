@@ -1,4 +1,4 @@
-"""The simulated annotator: reveals ground truth inside labelled regions, 255 elsewhere."""
+"""The simulated annotator: reveals ground truth at labelled pixels (regions or pixel sets), 255 elsewhere."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from activeseg import UNLABELLED
-from activeseg.al.state import LabelledState
+from activeseg.al.state import LabelledState, PixelLabelledState
 from activeseg.regions import RegionGrid
 
 
@@ -33,25 +33,24 @@ class GroundTruthOracle:
         """An empty labelled state of this pool, where regions of pure padding are never selectable."""
         return LabelledState(self.labels.shape[0], grid, self.selectable(grid))
 
-    def partial_labels(self, state: LabelledState, images: torch.Tensor | None = None) -> torch.Tensor:
-        """Ground truth inside labelled regions, ``UNLABELLED`` (255) everywhere else.
+    def partial_labels(self, state: LabelledState | PixelLabelledState, images: torch.Tensor | None = None
+                       ) -> torch.Tensor:
+        """Ground truth at labelled pixels (of regions or pixel sets), ``UNLABELLED`` (255) everywhere else.
 
         Shape:
             ``[M, H, W]`` uint8 for the ``M`` images of ``images`` (default: all).
         """
         images = torch.arange(self.labels.shape[0]) if images is None else images
-        rmap = state.grid.region_map()  # [H, W]
-        known = (state.labelled_step[images] > 0)[:, rmap]  # [M, H, W]
+        known = state.known(images)  # [M, H, W]
         return torch.where(known, self.labels[images], torch.full_like(self.labels[images], UNLABELLED))
 
-    def class_histogram(self, state: LabelledState, num_classes: int) -> torch.Tensor:
+    def class_histogram(self, state: LabelledState | PixelLabelledState, num_classes: int) -> torch.Tensor:
         """Labelled pixels per class, then a void bin (image pixels with no class: values >= C, 255
         included), then, when the pool has padding, a padding bin (padded pixels of labelled regions).
 
         Shape: ``[num_classes + 1]`` int64, or ``[num_classes + 2]`` with a content mask.
         """
-        rmap = state.grid.region_map()
-        known = (state.labelled_step > 0)[:, rmap]  # [N, H, W]
+        known = state.known()  # [N, H, W]
         image = known if self.content is None else known & self.content
         values = self.labels[image].long().clamp(max=num_classes)
         hist = torch.bincount(values, minlength=num_classes + 1)

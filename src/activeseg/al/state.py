@@ -1,4 +1,6 @@
-"""The one object that owns which regions are labelled, and when."""
+"""The objects that own what is labelled, and when: grid regions (``LabelledState``) or arbitrary pixel
+sets (``PixelLabelledState``, RIPU's squares and single pixels). Both answer ``known(images)``, the
+labelled pixels, which is all the oracle needs."""
 
 from __future__ import annotations
 
@@ -80,6 +82,11 @@ class LabelledState:
         rmap = self.grid.region_map()
         return (self.labelled_step[image] > 0)[rmap]
 
+    def known(self, images: torch.Tensor | None = None) -> torch.Tensor:
+        """Labelled pixels of ``images`` (default: all). Shape: ``[M, H, W]`` bool."""
+        steps = self.labelled_step if images is None else self.labelled_step[images]
+        return (steps > 0)[:, self.grid.region_map()]
+
     def state_dict(self) -> dict:
         return {"labelled_step": self.labelled_step.clone(), "grid": (self.grid.height, self.grid.width,
                                                                       self.grid.region_h, self.grid.region_w)}
@@ -90,3 +97,75 @@ class LabelledState:
         if state["labelled_step"].shape != self.labelled_step.shape:
             raise ValueError("saved state has a different number of images or regions")
         self.labelled_step = state["labelled_step"].clone().to(torch.int32)
+
+
+class PixelLabelledState:
+    """``labelled_round[image, y, x]``: 0 = not labelled, r = labelled in round r (r >= 1), for labels
+    that are arbitrary pixel sets, plus the annotation units that labelled them (a square, a pixel).
+
+    Args:
+        num_images: images in the pool.
+        size: ``(H, W)`` of every image.
+    """
+
+    def __init__(self, num_images: int, size: tuple[int, int]) -> None:
+        self.labelled_round = torch.zeros((num_images, *size), dtype=torch.int16)
+        self.units: list[tuple[int, int, int, int]] = []  # (round, image, y, x) of every annotation unit
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return tuple(self.labelled_round.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def num_pixels(self) -> int:
+        """Labelled pixels in all."""
+        return int((self.labelled_round > 0).sum())
+
+    @property
+    def num_units(self) -> int:
+        return len(self.units)
+
+    @property
+    def last_round(self) -> int:
+        return int(self.labelled_round.max()) if self.labelled_round.numel() else 0
+
+    def images_touched(self) -> int:
+        """Images with at least one labelled pixel."""
+        return int((self.labelled_round > 0).flatten(1).any(1).sum())
+
+    def known(self, images: torch.Tensor | None = None) -> torch.Tensor:
+        """Labelled pixels of ``images`` (default: all). Shape: ``[M, H, W]`` bool."""
+        rounds = self.labelled_round if images is None else self.labelled_round[images]
+        return rounds > 0
+
+    def label(self, image: int, mask: torch.Tensor, rnd: int, centres: torch.Tensor | None = None) -> int:
+        """Marks the pixels of ``mask`` (``[H, W]`` bool) of one image as labelled in round ``rnd``,
+        recording one annotation unit per row of ``centres`` (``[U, 2]`` (y, x)); returns the pixels added.
+
+        Raises:
+            ValueError: a pixel is already labelled, or ``rnd`` goes backwards.
+        """
+        if rnd < max(1, self.last_round):
+            raise ValueError(f"round {rnd} is before the last round {self.last_round}; rounds start at 1 and grow")
+        if tuple(mask.shape) != self.size:
+            raise ValueError(f"mask has shape {tuple(mask.shape)}, the images {self.size}")
+        plane = self.labelled_round[image]
+        if (plane[mask] > 0).any():
+            raise ValueError(f"image {image}: {int((plane[mask] > 0).sum())} pixels are already labelled")
+        plane[mask] = rnd
+        for y, x in ([] if centres is None else centres.tolist()):
+            self.units.append((rnd, image, int(y), int(x)))
+        return int(mask.sum())
+
+    def label_all(self, rnd: int = 1) -> None:
+        """Every pixel labelled (the fully labelled reference); no annotation units are counted."""
+        self.labelled_round[self.labelled_round == 0] = rnd
+
+    def state_dict(self) -> dict:
+        return {"labelled_round": self.labelled_round.clone(), "units": list(self.units)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if tuple(state["labelled_round"].shape) != tuple(self.labelled_round.shape):
+            raise ValueError("saved state has a different number of images or another image size")
+        self.labelled_round = state["labelled_round"].clone().to(torch.int16)
+        self.units = [tuple(u) for u in state["units"]]

@@ -2,8 +2,10 @@
 
 A head reads the segmentation logits at the decoder's resolution (stride 4) and returns one tensor,
 stored under its name in ``Segmenter.outputs``. It carries its loss (weight included) and, optionally,
-metrics of its output, so the trainer adds and reports them without knowing what they are. Heads are
-built from JSON-able specs (``{"type": NAME, ...}``) through a registry of head types, which is how
+metrics of its output, so the trainer adds and reports them without knowing what they are. A head may
+be a loss only (``produces_output = False``: it adds a term computed from the logits, as RIPU's
+negative-learning and local-consistency losses do), and may apply to one domain of a batch that mixes
+a labelled source domain and a target domain (``domain``). Heads are built from JSON-able specs (``{"type": NAME, ...}``) through a registry of head types, which is how
 checkpoints rebuild them.
 """
 
@@ -36,13 +38,18 @@ class AuxHead(nn.Module):
 
     spec: dict
     output_key: str = ""
+    produces_output: bool = True
+    """False: a loss-only head; the model stores no output for it and ``forward`` is never called."""
+    domain: str = "all"
+    """Which images of a batch the loss sees: 'all', 'source' or 'target' (batches that carry domains)."""
 
     def forward(self, logits: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
         """Shape: logits ``[N, C, h, w]`` (stride 4) -> the head's output (at ``out_size``)."""
         raise NotImplementedError
 
     def loss(self, outputs: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-        """The head's weighted loss from the model's outputs and the batch labels ``[N, H, W]``."""
+        """The head's weighted loss from the model's outputs and the batch labels ``[N, H, W]`` (only the
+        images of the head's ``domain`` when the batch carries domains)."""
         raise NotImplementedError
 
     def new_metrics(self) -> HeadMetrics | None:

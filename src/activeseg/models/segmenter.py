@@ -94,7 +94,8 @@ class Segmenter(nn.Module):
         coarse = self.decoder.coarse_logits(feats)  # [N, C, H/4, W/4]
         out = {"logits": F.interpolate(coarse, size=out_size, mode="bilinear", align_corners=False)}
         for name, head in self.heads.items():
-            out[name] = head(coarse, out_size)
+            if head.produces_output:
+                out[name] = head(coarse, out_size)
         return out
 
     def add_head(self, name: str, head: AuxHead) -> None:

@@ -137,17 +137,43 @@ def _to(inputs: object, device: torch.device) -> object:
     return [t.to(device, non_blocking=True) for t in inputs]  # type: ignore[union-attr]
 
 
-def model_loss(model: Segmenter, inputs: object, labels: torch.Tensor) -> torch.Tensor:
-    """The segmentation loss plus the loss of every auxiliary head the model carries."""
+#: Domain ids of a batch that mixes a labelled source domain and a target domain (``loss_terms``).
+SOURCE, TARGET = 0, 1
+
+
+def loss_terms(model: Segmenter, inputs: object, labels: torch.Tensor, domains: torch.Tensor | None = None
+               ) -> dict[str, torch.Tensor]:
+    """The segmentation loss and the loss of every auxiliary head, by name (``seg``, then the heads').
+
+    With ``domains`` (``[N]``, ``SOURCE`` or ``TARGET`` per image), each domain present adds its own
+    segmentation term (``seg_source``, ``seg_target``: the mean over that domain's labelled pixels, so a
+    few labelled target pixels are not drowned by the source's), and a head whose ``domain`` is 'source'
+    or 'target' sees only those images (no term when the batch has none).
+    """
     size = tuple(labels.shape[-2:])
     heads = getattr(model, "heads", None)
-    if not heads:
-        return segmentation_loss(model(inputs, out_size=size), labels)
+    if not heads and domains is None:
+        return {"seg": segmentation_loss(model(inputs, out_size=size), labels)}
     outputs = model.outputs(inputs, out_size=size)
-    loss = segmentation_loss(outputs["logits"], labels)
-    for head in heads.values():
-        loss = loss + head.loss(outputs, labels)
-    return loss
+    if domains is None:
+        terms = {"seg": segmentation_loss(outputs["logits"], labels)}
+    else:
+        terms = {f"seg_{name}": segmentation_loss(outputs["logits"][domains == d], labels[domains == d])
+                 for name, d in (("source", SOURCE), ("target", TARGET)) if bool((domains == d).any())}
+    for name, head in (heads or {}).items():
+        if domains is None or head.domain == "all":
+            terms[name] = head.loss(outputs, labels)
+            continue
+        rows = domains == (SOURCE if head.domain == "source" else TARGET)
+        if bool(rows.any()):
+            terms[name] = head.loss({k: v[rows] for k, v in outputs.items()}, labels[rows])
+    return terms
+
+
+def model_loss(model: Segmenter, inputs: object, labels: torch.Tensor, domains: torch.Tensor | None = None
+               ) -> torch.Tensor:
+    """The segmentation loss plus the loss of every auxiliary head the model carries (``loss_terms``)."""
+    return sum(loss_terms(model, inputs, labels, domains).values())
 
 
 def train_one_epoch(model: Segmenter, batches: Iterator, optimizer: torch.optim.Optimizer,
