@@ -228,3 +228,23 @@ def test_cli_run_report_and_show(domain_dir, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "activeseg.cli", "ripu", "show", tmp_path / "runs" / "store.sqlite",
                           "--run", "source_only-s1", "--out", tmp_path / "x.png"], capture_output=True, text=True)
     assert bad.returncode != 0 and "reference" in bad.stderr
+
+
+def test_folders_setting_reads_roles_from_splits_and_stem_files(tmp_path, synthetic_dir):
+    """Your own data: source = a split, target pool = some stems of another split, target test = a split."""
+    from activeseg.methods.ripu.config import DomainRoles
+
+    (tmp_path / "pool.txt").write_text("val_0000\nval_0002\n")
+    cfg = replace(_cfg(synthetic_dir, tmp_path), setting="folders",
+                  data=DataConfig(dataset=str(synthetic_dir), height=48, width=64),
+                  domain=DomainRoles(source=("train",), target_pool=f"val:{tmp_path / 'pool.txt'}", target_test="test"))
+    exp = prepare_domain(cfg, progress=False)
+    assert (len(exp.data.source), len(exp.data.target), len(exp.data.test)) == (12, 2, 4)
+    assert exp.split.target_pool == ("val_0000", "val_0002") and exp.split.pool_split == "val"
+    ev = run_variant(exp, "ripu_ra", 0, progress=False)
+    assert ev["extra"]["images_touched"] == 2
+    with pytest.raises(ConfigError, match="needs domain.source"):
+        replace(cfg, domain=DomainRoles(source=("train",)))
+    with pytest.raises(ConfigError, match="names no split folder"):
+        prepare_domain(replace(cfg, domain=DomainRoles(source=("nope",), target_pool="val", target_test="test")),
+                       progress=False)

@@ -26,6 +26,7 @@ from activeseg.config import ADDED, Positive
 from activeseg.errors import ConfigError
 from activeseg.methods import build_policy, image_rankers, lookup
 from activeseg.methods.deal.config import DealConfig
+from activeseg.methods.ripu.grid import RipuGridConfig
 from activeseg.models.segmenter import Segmenter
 from activeseg.regions import RegionGrid
 from activeseg.store import RunStore
@@ -54,7 +55,7 @@ class ALConfig:
 
     strategy: str = "entropy"
     """Selection method by name (`activeseg.methods`): random, entropy, margin, bald, ralis, deal_de, deal_ds,
-    deal_de_image, deal_ds_image."""
+    deal_de_image, deal_ds_image, ripu_grid."""
     agent: Path | None = None
     """ralis: the trained agent checkpoint (`activeseg agent train` writes agent_last.pt, agent_best.pt)."""
     name: str | None = None
@@ -91,6 +92,8 @@ class ALConfig:
     labelled region and the fully labelled start images)."""
     deal: DealConfig = field(default_factory=DealConfig, metadata=ADDED)
     """DEAL's options (strategies deal_de, deal_ds, deal_de_image, deal_ds_image)."""
+    ripu_grid: RipuGridConfig = field(default_factory=RipuGridConfig, metadata=ADDED)
+    """RIPU-grid's options (strategy ripu_grid: RIPU's score per grid region, spec ripu.md section 7 B)."""
 
     def __post_init__(self) -> None:
         method = lookup(self.strategy)

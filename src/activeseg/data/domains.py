@@ -39,9 +39,10 @@ class DomainSplit:
 
     Attributes:
         source: labelled source images as ``(split, stem)`` pairs.
-        target_pool: stems of the train split forming the unlabelled target pool T_u.
-        target_test: stems of the test split forming the target test set T_test.
+        target_pool: stems of the split ``pool_split`` forming the unlabelled target pool T_u.
+        target_test: stems of the split ``test_split`` forming the target test set T_test.
         unused: ``(split, stem)`` pairs in no role.
+        pool_split, test_split: the splits of the target pool and the target test set.
 
     ``camvid_day_dusk`` orders pairs by split (train, val, test, then others by name), then by stem,
     and sorts the stems.
@@ -51,12 +52,14 @@ class DomainSplit:
     target_pool: tuple[str, ...]
     target_test: tuple[str, ...]
     unused: tuple[tuple[str, str], ...] = ()
+    pool_split: str = TARGET_POOL_SPLIT
+    test_split: str = TARGET_TEST_SPLIT
 
     def __post_init__(self) -> None:
         roles = {
             "source": set(self.source),
-            "target_pool": {(TARGET_POOL_SPLIT, s) for s in self.target_pool},
-            "target_test": {(TARGET_TEST_SPLIT, s) for s in self.target_test},
+            "target_pool": {(self.pool_split, s) for s in self.target_pool},
+            "target_test": {(self.test_split, s) for s in self.target_test},
             "unused": set(self.unused),
         }
         names = list(roles)
@@ -129,6 +132,50 @@ def camvid_day_dusk_from_dir(dataset_dir: Path) -> DomainSplit:
             raise DatasetError(dataset_dir / split, "split folder not found", DOWNLOAD_REMEDY)
         stems[split] = [stem for stem, _, _ in scan_split(dataset_dir / split)]
     return camvid_day_dusk(stems, origin=dataset_dir)
+
+
+def _role_images(dataset_dir: Path, spec: str, key: str) -> tuple[str, list[str]]:
+    """``SPLIT`` (every image of the split) or ``SPLIT:FILE`` (the stems listed in FILE) -> (split, stems)."""
+    from activeseg.data.folder import read_stems_file
+
+    split, _, file = spec.partition(":")
+    if not split or not (dataset_dir / split).is_dir():
+        known = sorted(p.name for p in dataset_dir.iterdir() if (p / "images").is_dir()) if dataset_dir.is_dir() else []
+        raise ConfigError(f"{key}: {spec!r} names no split folder of {dataset_dir}; use SPLIT or SPLIT:FILE_OF_STEMS "
+                          f"with a split of {known}")
+    stems = [stem for stem, _, _ in scan_split(dataset_dir / split)]
+    if not file:
+        return split, stems
+    if not Path(file).is_file():
+        raise ConfigError(f"{key}: {file} (in {spec!r}) is not a file; list one stem per line")
+    listed = list(read_stems_file(Path(file)))
+    missing = sorted(set(listed) - set(stems))
+    if missing:
+        raise ConfigError(f"{key}: {len(missing)} stems of {file} are not in split {split!r} (e.g. {missing[:3]})")
+    return split, listed
+
+
+def folder_domains(dataset_dir: Path, source: Sequence[str], target_pool: str, target_test: str) -> DomainSplit:
+    """The roles of a dataset folder of your own: each given as ``SPLIT`` (all its images) or
+    ``SPLIT:FILE`` (the stems listed in a text file), e.g. ``source: [day_train, day_val]``,
+    ``target_pool: dusk``, ``target_test: dusk_test``.
+
+    Raises:
+        ConfigError: a split folder or stems file is missing, a role is empty, or an image has two roles.
+    """
+    dataset_dir = Path(dataset_dir)
+    if not source:
+        raise ConfigError("domain.source is empty; name the labelled source split(s), e.g. [train, val]")
+    pairs = []
+    for spec in source:
+        split, stems = _role_images(dataset_dir, spec, "domain.source")
+        pairs += [(split, stem) for stem in stems]
+    pool_split, pool = _role_images(dataset_dir, target_pool, "domain.target_pool")
+    test_split, test = _role_images(dataset_dir, target_test, "domain.target_test")
+    for key, stems in (("domain.target_pool", pool), ("domain.target_test", test)):
+        if not stems:
+            raise ConfigError(f"{key} holds no image")
+    return DomainSplit(tuple(pairs), tuple(pool), tuple(test), (), pool_split, test_split)
 
 
 def ralis_day_only(splits: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:

@@ -106,6 +106,20 @@ class RipuConfig:
 
 
 @dataclass(frozen=True)
+class DomainRoles:
+    """The images of each role for ``setting: folders`` (your own data): ``SPLIT`` (every image of a split
+    folder of ``data.dataset``) or ``SPLIT:FILE`` (the stems listed in a text file, one per line)."""
+
+    source: tuple[str, ...] = ()
+    """The labelled source domain, e.g. [day_train, day_val]."""
+    target_pool: str = ""
+    """The target images to label a few squares or pixels of (their labels folder answers the simulated
+    queries), e.g. dusk."""
+    target_test: str = ""
+    """The target images the final model is scored on, e.g. dusk_test."""
+
+
+@dataclass(frozen=True)
 class DomainShiftConfig:
     """Active domain adaptation on CamVid day -> dusk (spec ripu.md section 6): a labelled source domain,
     an unlabelled target pool queried in rounds, and the target test set, under protocol A."""
@@ -113,9 +127,11 @@ class DomainShiftConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     ripu: RipuConfig = field(default_factory=RipuConfig)
-    setting: Literal["camvid_day_dusk"] = "camvid_day_dusk"
-    """The domain split: 'camvid_day_dusk' (source: day sequences of train + val; target pool: dusk train
-    images; target test: dusk test images)."""
+    setting: Literal["camvid_day_dusk", "folders"] = "camvid_day_dusk"
+    """Who plays which role: 'camvid_day_dusk' (source: day sequences of train + val; target pool: dusk train
+    images; target test: dusk test images, by file name) or 'folders' (the splits and stems of ``domain``)."""
+    domain: DomainRoles = field(default_factory=DomainRoles)
+    """The roles with ``setting: folders``."""
     test_size: tuple[int, int] | None = (360, 480)
     """Score the target test set at this label resolution (logits upsampled); None: the working size."""
     selectors: tuple[str, ...] = tuple(SELECTORS)
@@ -133,6 +149,11 @@ class DomainShiftConfig:
     """On-disk feature cache (None: memory only)."""
 
     def __post_init__(self) -> None:
+        if self.setting == "folders" and not (self.domain.source and self.domain.target_pool and self.domain.target_test):
+            raise ConfigError("setting: folders needs domain.source, domain.target_pool and domain.target_test (e.g. "
+                              "domain: {source: [day], target_pool: dusk, target_test: dusk_test})")
+        if self.setting != "folders" and self.domain != DomainRoles():
+            raise ConfigError(f"domain.* is read with setting: folders only; setting {self.setting!r} defines the roles")
         unknown = [s for s in self.selectors if s not in SELECTORS]
         if unknown:
             raise ConfigError(f"selectors {unknown} are unknown; protocol A has {list(SELECTORS)}")

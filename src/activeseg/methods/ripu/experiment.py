@@ -14,7 +14,7 @@ import torch
 from activeseg import UNLABELLED
 from activeseg.al.oracle import GroundTruthOracle
 from activeseg.config import to_dict
-from activeseg.data.domains import DomainSplit, camvid_day_dusk_from_dir
+from activeseg.data.domains import DomainSplit, camvid_day_dusk_from_dir, folder_domains
 from activeseg.data.folder import SegmentationSplit, load_split
 from activeseg.data.roots import resolve_dataset_dir
 from activeseg.device import resolve_device, seed_everything
@@ -32,12 +32,14 @@ BUDGET_UNIT = "ripu_pixels"
 
 
 def _concat(parts: list[SegmentationSplit]) -> SegmentationSplit:
-    first = parts[0]
-    if any(p.content is not None for p in parts):
-        raise ValueError("the domain-shift setting expects images of one aspect ratio (fit: stretch)")
+    """One split of the images of several (the source domain may span splits)."""
+    content = None
+    if any(p.content is not None for p in parts):  # letterboxed images (fit: pad) somewhere
+        content = torch.cat([p.content if p.content is not None else torch.ones_like(p.labels, dtype=torch.bool)
+                             for p in parts])
     return SegmentationSplit("+".join(p.name for p in parts), [s for p in parts for s in p.stems],
                              torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]),
-                             first.classes, None)
+                             parts[0].classes, content)
 
 
 @dataclass
@@ -60,23 +62,31 @@ class DomainExperiment:
         return model.to(self.device)
 
 
+def roles(cfg: DomainShiftConfig, dataset_dir: Path) -> DomainSplit:
+    """The images of each role of the config's setting."""
+    if cfg.setting == "folders":
+        return folder_domains(dataset_dir, cfg.domain.source, cfg.domain.target_pool, cfg.domain.target_test)
+    return camvid_day_dusk_from_dir(dataset_dir)
+
+
 def prepare_domain(cfg: DomainShiftConfig, progress: bool = True) -> DomainExperiment:
     """Loads the setting's images at the working size (target test labels at ``test_size``) and builds
     the feature cache of the frozen encoder."""
     device = resolve_device(cfg.device)
     ddir = resolve_dataset_dir(cfg.data.dataset, cfg.data.data_root)
-    split = camvid_day_dusk_from_dir(ddir)
+    split = roles(cfg, ddir)
     size, fit = cfg.data.size, cfg.data.fit
     source = _concat([load_split(ddir, name, size, fit, stems=list(split.source_stems(name)), progress=progress)
-                      for name in sorted({s for s, _ in split.source})])
-    pool = load_split(ddir, "train", size, fit, stems=list(split.target_pool), progress=progress)
-    test = load_split(ddir, "test", size, fit, stems=list(split.target_test), progress=progress)
+                      for name in dict.fromkeys(s for s, _ in split.source)])
+    pool = load_split(ddir, split.pool_split, size, fit, stems=list(split.target_pool), progress=progress)
+    test = load_split(ddir, split.test_split, size, fit, stems=list(split.target_test), progress=progress)
     seed_everything(0)
     model = build_model(cfg.model, source.classes.num_classes).to(device)
     cache = FeatureCache(model, device, ddir.name, cfg.cache_dir, progress=progress) if cfg.model.freeze_encoder else None
     test_src = make_source(model, test, cache)
     if cfg.test_size is not None and tuple(cfg.test_size) != tuple(size):
-        labels = load_split(ddir, "test", tuple(cfg.test_size), fit, stems=list(split.target_test), progress=progress).labels
+        labels = load_split(ddir, split.test_split, tuple(cfg.test_size), fit, stems=list(split.target_test),
+                            progress=progress).labels
         test_src = replace(test_src, labels=labels)
     unlabelled = replace(make_source(model, pool, cache), labels=torch.full_like(pool.labels, UNLABELLED))
     data = DomainData(make_source(model, source, cache), unlabelled,
@@ -90,7 +100,8 @@ def prepare_domain(cfg: DomainShiftConfig, progress: bool = True) -> DomainExper
 def run_config(cfg: DomainShiftConfig, variant: str, split: DomainSplit) -> dict:
     """What a run's record stores (and a resumed run must match): every option it reads."""
     return {"data": to_dict(cfg.data), "model": to_dict(cfg.model), "ripu": to_dict(cfg.ripu),
-            "setting": cfg.setting, "test_size": cfg.test_size, "variant": variant,
+            "setting": cfg.setting, **({"domain": to_dict(cfg.domain)} if cfg.setting == "folders" else {}),
+            "test_size": cfg.test_size, "variant": variant,
             "kind": "selector" if variant in SELECTORS else "reference", "budget_unit": BUDGET_UNIT,
             "images": split.summary()}
 

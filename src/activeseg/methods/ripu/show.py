@@ -45,7 +45,8 @@ def show_run(store_path: Path, run_id: str, out: Path, images: int = 4, device: 
     if saved is None or saved[1]["iteration"] < ripu["iterations"]:
         raise ConfigError(f"run {run_id!r} has not finished training; finish it with `activeseg ripu run`")
     cfg = from_dict(DomainShiftConfig, {"data": config["data"], "model": config["model"], "ripu": ripu,
-                                        "setting": config["setting"], "test_size": None, "store": str(store_path),
+                                        "setting": config["setting"], "domain": config.get("domain", {}),
+                                        "test_size": None, "store": str(store_path),
                                         "device": device})
     exp = prepare_domain(cfg, progress)
     model = exp.model(variant, 0)
@@ -98,5 +99,5 @@ def _pool_images(exp) -> torch.Tensor:
     from activeseg.data.roots import resolve_dataset_dir
 
     ddir = resolve_dataset_dir(exp.cfg.data.dataset, exp.cfg.data.data_root)
-    return load_split(ddir, "train", exp.cfg.data.size, exp.cfg.data.fit, stems=list(exp.split.target_pool),
+    return load_split(ddir, exp.split.pool_split, exp.cfg.data.size, exp.cfg.data.fit, stems=list(exp.split.target_pool),
                       progress=False).images
