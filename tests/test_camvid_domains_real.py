@@ -28,3 +28,16 @@ def test_day_only_ralis_split_has_seen_no_dusk_label(camvid_dir):
     # the agent trains on source images only, and never on T_u or T_test
     split = camvid_day_dusk_from_dir(camvid_dir)
     assert set(day["d_s"]) | set(day["d_t"]) <= set(split.source_stems("train"))
+
+
+def test_day_only_split_forms_resolve_on_camvid(camvid_dir):
+    """`ralis_day_only:d_t|d_s` as config values: the agent's pool and state sets without dusk images."""
+    from activeseg.data.folder import scan_split
+    from activeseg.data.subsets import resolve_images
+
+    stems = [s for s, _, _ in scan_split(camvid_dir / "train")]
+    d_t = resolve_images("ralis_day_only:d_t", "pool_images", camvid_dir, stems)
+    d_s = resolve_images("ralis_day_only:d_s", "state_images", camvid_dir, stems)
+    assert len(d_t) == 82 and len(d_s) == 10
+    assert not any(s.startswith("0001TP") for s in d_t + d_s)
+    assert {"0006R0_f00930", "0006R0_f00990"} <= set(d_s)

@@ -323,6 +323,20 @@ def data_download(
     typer.echo(f"{name} ready at {dest}")
 
 
+@data_app.command("domain")
+def data_domain(
+    setting: str = typer.Argument("camvid_day_dusk", help="The domain split: camvid_day_dusk."),
+    out: Path = typer.Option(Path("runs/camvid_day_dusk_data"), help="Folder to write (links to the original files)."),
+    dataset: str = typer.Option("camvid", help="Dataset name under the data root, or a dataset folder."),
+    data_root: Optional[Path] = typer.Option(None, help=DATA_ROOT_HELP),
+    force: bool = typer.Option(False, "--force", help="Replace an existing folder that holds other roles."),
+) -> None:
+    """Writes a dataset folder whose train split holds the source and target pool images (roles/*.txt list
+    them) and whose test split the target test images, for region experiments in the domain-shift setting."""
+    folder = commands.run_data_domain(setting, out, dataset, data_root, force)
+    typer.echo(f"written: {folder} (roles: {folder / 'roles'})")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -323,3 +323,16 @@ def run_ripu_show(store: Path, run: str, out: Path, images: int = 4, device: str
 
     paths.output_file(out, "--out")
     return show_run(store, run, out, images, device)
+
+
+def run_data_domain(setting: str, out: Path, dataset: str = "camvid", data_root: Path | None = None,
+                    force: bool = False) -> Path:
+    """``activeseg data domain``: the roles of ``setting`` as a dataset folder at ``out``."""
+    from activeseg.data.domains import camvid_day_dusk_from_dir, write_domain_dataset
+
+    if setting != "camvid_day_dusk":
+        raise ConfigError(f"unknown domain setting {setting!r}; use camvid_day_dusk (or, for your own data, put the "
+                          "source and target images in one split and list each role's stems in a text file)")
+    paths.output_dir(out, "--out")
+    ddir = resolve_dataset_dir(dataset, data_root)
+    return write_domain_dataset(camvid_day_dusk_from_dir(ddir), ddir, out, force)

@@ -248,3 +248,26 @@ def test_folders_setting_reads_roles_from_splits_and_stem_files(tmp_path, synthe
     with pytest.raises(ConfigError, match="names no split folder"):
         prepare_domain(replace(cfg, domain=DomainRoles(source=("nope",), target_pool="val", target_test="test")),
                        progress=False)
+
+
+def test_domain_dataset_folder_holds_the_roles_as_splits(domain_dir, tmp_path):
+    """`activeseg data domain`: train/ = source + target pool, test/ = target test, roles/*.txt; kept when
+    the roles are the same, refused (without --force) when they differ."""
+    from activeseg.data.domains import camvid_day_dusk_from_dir, write_domain_dataset
+    from activeseg.data.folder import load_split
+
+    roles = camvid_day_dusk_from_dir(domain_dir)
+    out = write_domain_dataset(roles, domain_dir, tmp_path / "dusk")
+    train = load_split(out, "train", (H, W), progress=False)
+    assert len(train) == 10 + 4 and len(load_split(out, "test", (H, W), progress=False)) == 2
+    assert (out / "roles" / "source.txt").read_text().split() == [s for _, s in roles.source]
+    assert (out / "roles" / "target_pool.txt").read_text().split() == list(roles.target_pool)
+    original = load_split(domain_dir, "train", (H, W), stems=list(roles.target_pool), progress=False)
+    assert torch.equal(train.subset(list(roles.target_pool)).labels, original.labels)  # the same pixels
+    assert write_domain_dataset(roles, domain_dir, out) == out  # same roles: kept
+    other = replace(roles, target_test=roles.target_test[:1])
+    with pytest.raises(ConfigError, match="other roles"):
+        write_domain_dataset(other, domain_dir, out)
+    write_domain_dataset(other, domain_dir, out, force=True)
+    assert (out / "roles" / "target_test.txt").read_text().split() == list(roles.target_test[:1])
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".dusk-")]  # no temporary folder left

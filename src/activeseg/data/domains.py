@@ -255,3 +255,70 @@ def _check_ratio(ratio_bp: int) -> None:
 
 def _round_half_up(numerator: int, denominator: int) -> int:
     return (2 * numerator + denominator) // (2 * denominator)
+
+
+def write_domain_dataset(split: DomainSplit, dataset_dir: Path, out: Path, force: bool = False) -> Path:
+    """A dataset folder in which the roles of ``split`` are ordinary splits and stem lists, so the region
+    experiments (``activeseg run`` / ``benchmark``) can use them: ``train/`` = source + target pool images,
+    ``test/`` = the target test images (links to the original files, copies where links are impossible),
+    ``roles/source.txt`` and ``roles/target_pool.txt`` (for ``start_images`` / ``pool_images``), and the
+    original ``classes.json`` (and ``ralis_splits.json``, for the ``ralis_day_only:`` forms).
+
+    The folder is built beside ``out`` and renamed into place at the end (an interrupt leaves nothing
+    half-written). An existing folder with the same roles is kept as it is.
+
+    Raises:
+        ConfigError: ``out`` exists with other roles (use ``force``), or a stem is in two source splits.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    dataset_dir, out = Path(dataset_dir), Path(out)
+    lists = {"source": [stem for _, stem in split.source], "target_pool": list(split.target_pool),
+             "target_test": list(split.target_test)}
+    if len(set(lists["source"]) | set(lists["target_pool"])) != len(lists["source"]) + len(lists["target_pool"]):
+        raise ConfigError("a stem appears twice among the source and target pool images; their files would collide "
+                          "in one split folder")
+    if out.exists():
+        same = all((out / "roles" / f"{role}.txt").is_file()
+                   and (out / "roles" / f"{role}.txt").read_text().split() == stems for role, stems in lists.items())
+        if same and not force:
+            return out
+        if not force:
+            raise ConfigError(f"{out} exists and holds other roles; choose another --out or pass --force to replace it")
+    files: dict[str, dict[str, tuple[Path, Path]]] = {}
+    for name in {sp for sp, _ in split.source} | {split.pool_split, split.test_split}:
+        files[name] = {stem: (ip, lp) for stem, ip, lp in scan_split(dataset_dir / name)}
+    wanted = {"train": [*split.source, *((split.pool_split, s) for s in split.target_pool)],
+              "test": [(split.test_split, s) for s in split.target_test]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        for dest, pairs in wanted.items():
+            for kind in ("images", "labels"):
+                (tmp / dest / kind).mkdir(parents=True)
+            for src_split, stem in pairs:
+                for kind, path in zip(("images", "labels"), files[src_split][stem]):
+                    target = tmp / dest / kind / path.name
+                    try:
+                        os.symlink(path.resolve(), target)
+                    except OSError:  # no links on this file system: copy
+                        shutil.copy2(path, target)
+        for name in ("classes.json", "ralis_splits.json"):
+            if (dataset_dir / name).is_file():
+                shutil.copy2(dataset_dir / name, tmp / name)
+        (tmp / "roles").mkdir()
+        for role, stems in lists.items():
+            (tmp / "roles" / f"{role}.txt").write_text("\n".join(stems) + "\n")
+        (tmp / "README.txt").write_text(
+            f"Domain-shift roles of {dataset_dir} as an activeseg dataset folder (written by `activeseg data domain`).\n"
+            f"train/ = source ({len(lists['source'])}) + target pool ({len(lists['target_pool'])}) images; "
+            f"test/ = target test ({len(lists['target_test'])}); roles/*.txt list the stems of each role.\n")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

@@ -7,6 +7,8 @@ Forms of a key's value (``start_images``, ``state_images``, ``pool_images``):
 - ``random:N``: N images drawn with the given seed from those not taken before;
 - ``ralis:d_s`` / ``ralis:d_t`` / ``ralis:d_v``: the RALIS split of CamVid's train images (from the
   dataset's ``ralis_splits.json``; a dataset folder named ``camvid`` may use the copy in the package);
+- ``ralis_day_only:d_s|d_t|d_v``: the same split without a dusk (``0001TP``) image in d_t and d_s (spec
+  ripu.md section 7: an agent for the day -> dusk setting must not have seen dusk labels);
 - a path to a text file of stems, one per line (``#`` comments allowed);
 - ``none``: no image (``start_images`` of DEAL's original protocol, which draws a start set per seed).
 """
@@ -19,10 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from activeseg.data.camvid import RALIS_KEYS, ralis_splits
+from activeseg.data.domains import ralis_day_only
 from activeseg.data.folder import read_stems_file
 from activeseg.errors import ConfigError
 
-FORMS = "'all', 'rest', 'random:N', 'ralis:d_s|d_t|d_v', 'none' or a file of stems"
+FORMS = "'all', 'rest', 'random:N', 'ralis:d_s|d_t|d_v', 'ralis_day_only:d_s|d_t|d_v', 'none' or a file of stems"
 
 
 def resolve_images(spec: str, key: str, dataset_dir: Path, stems: Sequence[str],
@@ -55,15 +58,17 @@ def resolve_images(spec: str, key: str, dataset_dir: Path, stems: Sequence[str],
                               f"earlier keys (e.g. random:10)")
         pick = np.random.default_rng(seed).choice(len(free), int(count), replace=False)
         return sorted(free[i] for i in pick)
-    if spec.startswith("ralis:"):
-        part = spec.split(":", 1)[1]
+    if spec.startswith(("ralis:", "ralis_day_only:")):
+        variant, part = spec.split(":", 1)
         if part not in RALIS_KEYS:
-            raise ConfigError(f"{key}: unknown RALIS split {part!r} in {spec!r}; use ralis:d_s, ralis:d_t or ralis:d_v")
+            raise ConfigError(f"{key}: unknown RALIS split {part!r} in {spec!r}; use {variant}:d_s, {variant}:d_t or "
+                              f"{variant}:d_v")
         own = Path(dataset_dir) / "ralis_splits.json"
         if not own.is_file() and Path(dataset_dir).name != "camvid":
             raise ConfigError(f"{key}: {spec!r} is the RALIS split of CamVid's train images, and {dataset_dir} has "
                               f"no ralis_splits.json; for this dataset use {FORMS} (see configs/folder_dataset.yaml)")
-        names = ralis_splits(Path(dataset_dir))[part]
+        splits = ralis_splits(Path(dataset_dir))
+        names = (ralis_day_only(splits) if variant == "ralis_day_only" else splits)[part]
     else:
         path = Path(spec)
         if not path.is_file():
