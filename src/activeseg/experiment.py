@@ -30,7 +30,7 @@ from activeseg.data.roots import resolve_dataset_dir
 from activeseg.device import resolve_device, seed_everything
 from activeseg.errors import ConfigError
 from activeseg.features import FeatureCache
-from activeseg.methods import head_specs, lookup
+from activeseg.methods import head_specs, lookup, names
 from activeseg.methods.deal.protocol import init_seed, run_original
 from activeseg.methods.registry import check_method
 from activeseg.models.segmenter import ModelConfig, Segmenter, build_model
@@ -369,7 +369,8 @@ def run_config(cfg: ExperimentConfig, al: ALConfig, pool_images: int | None = No
         d.pop("state_images")
     if not method.needs_agent:
         d["al"].pop("agent")
-    d["al"].pop("deal", None)  # method sections: recorded in full for the method that reads them only
+    for other in {lookup(n).options for n in names()} - {None}:  # method sections: recorded in full for the
+        d["al"].pop(other, None)                                  # method that reads them only
     if method.options is not None:
         d["al"][method.options] = to_dict(getattr(al, method.options))
     if al.deal.protocol == "deal_original":

@@ -38,8 +38,8 @@ class RipuGridConfig:
     """'cell': P_r x U_r over the whole region (impurity of its predicted-label histogram x its mean pixel
     entropy) or 'mean_A': the mean over the region of RIPU-RA's k = 1 score map."""
     norm_classes: Positive | None = None
-    """Entropy normaliser ln(norm_classes) of impurity and uncertainty; None: the number of classes
-    (at least the number of classes)."""
+    """Entropy normaliser ln(norm_classes) of impurity and uncertainty, at least the number of classes C
+    (19 replicates RIPU's reference code); null: C."""
 
     def __post_init__(self) -> None:
         if self.score not in GRID_SCORES:
