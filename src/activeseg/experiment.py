@@ -18,7 +18,9 @@ from activeseg import paths
 from activeseg.al.loop import (
     ALConfig,
     Pool,
+    evaluated_splits,
     final_train_and_evaluate,
+    steps_to_last_budget,
     run_active_learning,
 )
 from activeseg.al.oracle import GroundTruthOracle
@@ -71,8 +73,10 @@ class ExperimentConfig:
     state_images: str = "ralis:d_s"
     """The state set D_S (same forms; sorted order; drawn after the start set), loaded when a method
     observes one (ralis)."""
-    val_split: str = "val"
-    """Early stopping of every training (D_R)."""
+    val_split: str | None = "val"
+    """Early stopping of every training (D_R); null: no validation split (e.g. a target domain without
+    labelled validation images): every training runs all its epochs and keeps the last, and only test is
+    evaluated (needs start_early_stopping: false)."""
     test_split: str = "test"
     """Reported mIoU."""
     test_size: tuple[int, int] | Literal["native"] | None = "native"
@@ -107,6 +111,12 @@ class ExperimentConfig:
         if not self.original_protocol and self.start_images == "none":
             raise ConfigError("start_images: none leaves the start model nothing to train on; name start images "
                               "(e.g. random:10), or set al.deal.protocol: deal_original")
+        if self.val_split is None and self.start_early_stopping:
+            raise ConfigError("val_split: null leaves no split to stop the start model's training early on; set "
+                              "start_early_stopping: false (it trains every epoch and keeps the last)")
+        if self.val_split is None and self.original_protocol:
+            raise ConfigError("al.deal.protocol 'deal_original' keeps each round's best validated epoch and needs a "
+                              "val_split")
         if self.original_protocol and self.bounds == "lower":
             raise ConfigError("bounds: 'lower' measures the start model, which al.deal.protocol 'deal_original' does "
                               "not have; use true (the upper bound: every pool image) or false")
@@ -177,6 +187,8 @@ def check(cfg: ExperimentConfig, strategies: tuple[str, ...] | None = None) -> I
     ddir = resolve_dataset_dir(cfg.data.dataset, cfg.data.data_root)
     for key in ("split", "val_split", "test_split"):
         split = getattr(cfg, key)
+        if split is None:
+            continue
         if not (ddir / split / "images").is_dir():
             found = sorted(p.name for p in ddir.iterdir() if (p / "images").is_dir())
             raise ConfigError(f"{key}: the dataset {ddir} has no split {split!r} (no {split}/images folder); "
@@ -257,7 +269,8 @@ def prepare(cfg: ExperimentConfig, progress: bool = True) -> Experiment:
     split = load_split(ddir, cfg.split, cfg.data.size, cfg.data.fit, progress=progress)
     start = split.subset(plan.start)
     pool_split = split.subset(plan.pool)
-    val = load_split(ddir, cfg.val_split, cfg.data.size, cfg.data.fit, progress=progress)
+    val = None if cfg.val_split is None else load_split(ddir, cfg.val_split, cfg.data.size, cfg.data.fit,
+                                                        progress=progress)
     test = load_split(ddir, cfg.test_split, cfg.data.size, cfg.data.fit, progress=progress)
     classes = split.classes
     model = build_model(cfg.model, classes.num_classes).to(device)
@@ -266,7 +279,7 @@ def prepare(cfg: ExperimentConfig, progress: bool = True) -> Experiment:
     test_size = resolve_test_size(cfg.test_size, ddir, cfg.test_split)
     test_src = scored_at(make_source(model, test, cache), ddir, cfg.test_split, test_size, cfg.data.size,
                          cfg.data.fit, progress)
-    val_src = make_source(model, val, cache)
+    val_src = None if val is None else make_source(model, val, cache)
     pool_src = make_source(model, pool_split, cache)
     grid = RegionGrid.from_counts(*cfg.data.size, cfg.region_rows, cfg.region_cols)
     state_src = None
@@ -284,7 +297,8 @@ def prepare(cfg: ExperimentConfig, progress: bool = True) -> Experiment:
     if not cfg.start_early_stopping:
         what["early_stopping"] = False
     content = {**what, "data": {**what["data"], "dataset": ddir.name, "data_root": None},
-               "pixels": tensor_digest(start.images, start.labels, val.images, val.labels, test_src.labels)}
+               "pixels": tensor_digest(start.images, start.labels, *((val.images, val.labels) if val is not None else ()),
+                                       test_src.labels)}
     meta = {"images": start.stems, "dataset": str(ddir), "fit": cfg.data.fit,
             "test_size": list(test_size) if test_size else None, "test_split": cfg.test_split}
     trainer = StartModelTrainer(cfg, device, classes, start_src, val_src, test_src, what, content, meta, progress)
@@ -303,7 +317,7 @@ class StartModelTrainer:
     device: torch.device
     classes: ClassInfo
     start: Source
-    val: Source
+    val: Source | None
     test: Source
     what: dict
     content: dict
@@ -331,7 +345,7 @@ class StartModelTrainer:
         fit(model, self.start, self.val if cfg.start_early_stopping else None, self.classes.num_classes,
             cfg.start_train, self.device, generator, align=coarsest_stride(model), progress=self.progress, desc=what)
         metrics = {s: summarize(evaluate(model, m, self.classes.num_classes, self.device), self.classes.names)
-                   for s, m in (("val", self.val), ("test", self.test))}
+                   for s, m in (("val", self.val), ("test", self.test)) if m is not None}
         extra = head_metrics(model, self.val, self.device)
         if extra:  # the heads' own metrics on val (e.g. the difficulty map's AUROC)
             metrics["val"]["extra"] = extra
@@ -392,7 +406,7 @@ def run_one(exp: Experiment, al: ALConfig, progress: bool = True) -> str:
     if exp.cfg.original_protocol:
         return run_one_original(exp, al, progress)
     store = RunStore(exp.cfg.store)
-    steps_total = -(-al.budgets[-1] // al.regions_per_step)
+    steps_total = steps_to_last_budget(al.budgets, al.regions_per_step)
     bar = tqdm(total=steps_total, desc=al.run_id, disable=not progress)
     done = store.steps(al.run_id)
     bar.update(len(done))
@@ -444,7 +458,7 @@ def run_bounds(exp: Experiment, upper: bool = True, progress: bool = True) -> No
     try:
         cfg = run_config(exp.cfg, exp.cfg.al)
         if store.claim_run("lower_bound", "lower_bound", 0, cfg) != "done":
-            for split in ("val", "test"):
+            for split in evaluated_splits(exp.start_metrics):
                 store.record_evaluation("lower_bound", 0, split, 0, exp.start_metrics[split], None, 0, 0.0)
             store.finish_run("lower_bound")
         if upper and store.claim_run("upper_bound", "upper_bound", 0, cfg) != "done":
@@ -457,7 +471,7 @@ def run_bounds(exp: Experiment, upper: bool = True, progress: bool = True) -> No
                                            exp.device, generator, exp.align, exp.cfg.al.final_include_start,
                                            progress=progress, desc=f"upper bound ({state.num_labelled} regions)")
             hist = exp.pool.oracle.class_histogram(state, exp.pool.num_classes).tolist()
-            for split in ("val", "test"):
+            for split in evaluated_splits(out):
                 store.record_evaluation("upper_bound", state.num_labelled, split, state.num_labelled, out[split], hist,
                                         out["epochs"], time.perf_counter() - t)
             store.finish_run("upper_bound")

@@ -271,3 +271,44 @@ def test_domain_dataset_folder_holds_the_roles_as_splits(domain_dir, tmp_path):
     write_domain_dataset(other, domain_dir, out, force=True)
     assert (out / "roles" / "target_test.txt").read_text().split() == list(roles.target_test[:1])
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".dusk-")]  # no temporary folder left
+
+
+def test_protocol_b_grid_regions_of_the_target_pool_without_val(domain_dir, tmp_path):
+    """Protocol B: the roles as a dataset folder, the source as start images (a source-only start model),
+    the dusk pool's grid regions as the pool, no validation split (fixed epochs, test evaluations only),
+    ripu_grid beside random, with the bounds."""
+    from activeseg.commands import load_experiment, run_benchmark
+    from activeseg.data.domains import camvid_day_dusk_from_dir, write_domain_dataset
+
+    import yaml
+
+    folder = write_domain_dataset(camvid_day_dusk_from_dir(domain_dir), domain_dir, tmp_path / "dusk")
+    preset = tmp_path / "grid.yaml"
+    preset.write_text(yaml.safe_dump({
+        "data": {"dataset": str(folder), "height": H, "width": W},
+        "model": {"encoder": "tiny", "pretrained": False, "decoder_width": 16},
+        "start_images": str(folder / "roles" / "source.txt"), "pool_images": str(folder / "roles" / "target_pool.txt"),
+        "start_early_stopping": False, "val_split": None, "test_size": None, "region_rows": 2, "region_cols": 4,
+        "start_train": {"max_epochs": 2, "patience": 0, "batch_size": 4, "lr": 0.01},
+        "al": {"budgets": [5, 11], "regions_per_step": 4, "candidates_per_pool": 2,
+               "step_train": {"max_epochs": 1, "patience": 0, "batch_size": 8, "lr": 0.005, "crop": None},
+               "final_train": {"max_epochs": 2, "patience": 0, "batch_size": 4, "lr": 0.005, "crop": None},
+               "final_init": "start_model", "final_include_start": True},
+        "strategies": ["random", "ripu_grid"], "seeds": [1], "bounds": True,
+        "store": str(tmp_path / "runs" / "store.sqlite"), "device": "cpu", "cache_dir": None}))
+    cfg = load_experiment(preset)
+    run_benchmark(cfg, progress=False)
+    store = RunStore(cfg.store)
+    evals = store.evaluations()
+    assert {e["split"] for e in evals} == {"test"}  # no validation split, nothing scored on one
+    by = {(e["run_id"], e["budget"]): e for e in evals}
+    assert set(by) == {("lower_bound", 0), ("upper_bound", 4 * 8), ("random-s1", 5), ("random-s1", 11),
+                       ("ripu_grid-s1", 5), ("ripu_grid-s1", 11)}
+    assert [len(s["selected"]) for s in store.steps("ripu_grid-s1")] == [4, 1, 4, 2]  # truncated at each budget
+    from activeseg.al.loop import steps_to_last_budget
+
+    assert steps_to_last_budget((5, 11), 4) == 4 and steps_to_last_budget((33, 74, 149), 24) == 2 + 2 + 4
+    assert all(e["epochs"] == 2 for e in evals if e["budget"] > 0)  # fixed epochs: no early stopping
+    store.close()
+    with pytest.raises(ConfigError, match="start_early_stopping: false"):
+        replace(cfg, start_early_stopping=True)

@@ -64,7 +64,8 @@ class ALConfig:
     seed: int = 20
     """Seed of the run (pools, dropout, crops)."""
     budgets: tuple[int, ...] = (480, 720, 960, 1200, 1440, 1920)
-    """Labelled-region counts at which the model is trained on everything labelled and evaluated."""
+    """Labelled-region counts at which the model is trained on everything labelled and evaluated; a step
+    that would pass a budget labels only up to it (budgets need not be multiples of regions_per_step)."""
     regions_per_step: Positive = 24
     """K: regions labelled per step (one per pool)."""
     candidates_per_pool: Positive = 10
@@ -131,8 +132,9 @@ class Pool:
     """Inputs of the pool images (their labels are ignored: the oracle answers)."""
     oracle: GroundTruthOracle
     grid: RegionGrid
-    val: Source
-    """Early stopping of final training (D_R)."""
+    val: Source | None
+    """Early stopping of final training (D_R); None: no validation split (every training runs all its
+    epochs and keeps the last; only test is evaluated)."""
     test: Source
     """Reported mIoU."""
     num_classes: int
@@ -204,6 +206,17 @@ def labelled_images(pool: Pool, state: LabelledState) -> tuple[torch.Tensor, lis
     return images, [[pool.grid.box(int(g % R)) for g in labelled[labelled // R == i]] for i in images]
 
 
+def steps_to_last_budget(budgets: tuple[int, ...], per_step: int) -> int:
+    """Selection steps of a run: each budget is reached exactly, ``per_step`` regions at most per step."""
+    edges = [0, *budgets]
+    return sum(-(-(b - a) // per_step) for a, b in zip(edges, edges[1:]))
+
+
+def evaluated_splits(metrics: dict) -> list[str]:
+    """'val' (when the experiment has a validation split) and 'test': the splits ``metrics`` holds."""
+    return [s for s in ("val", "test") if metrics.get(s) is not None]
+
+
 def final_train_and_evaluate(model: Segmenter, pool: Pool, state: LabelledState, cfg: TrainConfig,
                              device: torch.device, generator: torch.Generator, align: int,
                              include_start: bool = False, progress: bool = False, desc: str = "final training"
@@ -218,7 +231,8 @@ def final_train_and_evaluate(model: Segmenter, pool: Pool, state: LabelledState,
                  indices=images, keep=keep, align=align, progress=progress, desc=desc)
     return {
         "epochs": sum(1 for h in result.history if h["epoch"] >= 0),
-        "val": summarize(evaluate(trained, pool.val, pool.num_classes, device), pool.class_names),
+        "val": (None if pool.val is None
+                else summarize(evaluate(trained, pool.val, pool.num_classes, device), pool.class_names)),
         "test": summarize(evaluate(trained, pool.test, pool.num_classes, device), pool.class_names),
         "val_extra": head_metrics(trained, pool.val, device),
         "best_epoch": result.best_epoch,
@@ -264,7 +278,7 @@ def run_active_learning(cfg: ALConfig, start_model: Segmenter, pool: Pool, store
             seeds = step_seeds(cfg.seed, step)
             rng, generator = step_generators(seeds)
             t0 = time.perf_counter()
-            k = min(K, cfg.budgets[-1] - state.num_labelled)
+            k = min(K, next(b for b in cfg.budgets if b > state.num_labelled) - state.num_labelled)  # each budget exact
             ctx = SelectionContext(model, pool.features, state, device, rng, generator, k,
                                    cfg.candidates_per_pool, cfg.selection, cfg.mc_passes, cfg.mc_dropout,
                                    revealed=pool.oracle, state_set=pool.state_set, content=pool.oracle.content)
@@ -303,7 +317,7 @@ def _evaluate_due_budgets(cfg: ALConfig, run_id: str, model: Segmenter, pool: Po
         out.pop("model")  # the trained copy: not needed here, so not kept alive beside the AL model
         hist = pool.oracle.class_histogram(state, pool.num_classes).tolist()
         extra = {**out["val_extra"], **start_extra} or None
-        for split in ("val", "test"):
+        for split in evaluated_splits(out):
             store.record_evaluation(run_id, budget, split, state.num_labelled, out[split], hist, out["epochs"],
                                     time.perf_counter() - t, extra if split == "val" else None)
         log.info("%s: %d regions, test mIoU %.4f", run_id, state.num_labelled, out["test"]["miou"])

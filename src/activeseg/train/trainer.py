@@ -217,10 +217,11 @@ def evaluate(model: Segmenter, source: Source, num_classes: int, device: torch.d
 
 
 @torch.no_grad()
-def head_metrics(model: Segmenter, source: Source, device: torch.device, batch_size: int = 16) -> dict:
-    """The metrics every auxiliary head reports on ``source`` (whole images, eval mode); {} without heads."""
+def head_metrics(model: Segmenter, source: Source | None, device: torch.device, batch_size: int = 16) -> dict:
+    """The metrics every auxiliary head reports on ``source`` (whole images, eval mode); {} without heads
+    (or without a source: no validation split)."""
     accumulators = [m for m in (h.new_metrics() for h in getattr(model, "heads", {}).values()) if m is not None]
-    if not accumulators:
+    if not accumulators or source is None:
         return {}
     model.eval()
     for start in range(0, len(source), batch_size):
