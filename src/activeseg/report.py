@@ -235,10 +235,13 @@ def markdown_table(store_path: Path, split: str = "test") -> str:
     store = RunStore.open_existing(store_path)
     evals = store.evaluations()
     runs = store.runs()
+    configs = store.run_configs()
     timing = defaultdict(list)
+    picks: dict[str, list[int]] = {}  # run id -> selected units in order (regions, or whole images)
     for r in runs:
         for s in store.steps(r["run_id"]):
             timing[r["strategy"]].append((s["seconds_score"], s["seconds_train"]))
+            picks.setdefault(r["run_id"], []).extend(s["selected"])
     store.close()
     data = curves(evals, split)
     strategies = sorted(s for s in data if s not in BOUNDS)
@@ -303,6 +306,7 @@ def markdown_table(store_path: Path, split: str = "test") -> str:
                 hists = [list(r["class_histogram"]) + [0] * (bins - len(r["class_histogram"])) for r in rows]
                 shares = [sum(h[i] / sum(h) for h in hists) / len(hists) for i in range(bins)]
                 lines.append(f"| {s} | " + " | ".join(f"{100 * v:.1f}" for v in shares) + " |")
+    lines += labelled_table(evals, picks, configs, split, unit)
     lines += extras_table(evals)
     if timing:
         eval_seconds = defaultdict(list)
@@ -321,6 +325,38 @@ def markdown_table(store_path: Path, split: str = "test") -> str:
         lines += ["", f"Compute time of every run in the store (steps + final trainings, bounds excluded): "
                   f"{total / 3600:.2f} h"]
     return "\n".join(lines) + "\n"
+
+
+def labelled_table(evals: list[dict], picks: dict[str, list[int]], configs: dict[str, dict], split: str,
+                   unit: str) -> list[str]:
+    """Markdown lines: what each strategy had labelled at each budget, mean over seeds: labelled image
+    pixels (void included: the annotator's work) and images touched (images with a labelled region)."""
+    rows: dict[str, dict[int, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
+    for e in evals:
+        if e["split"] != split or e["strategy"] in BOUNDS or not e["class_histogram"] or e["run_id"] not in picks:
+            continue
+        cfg = configs.get(e["run_id"], {})
+        per_image = 1 if unit == "images" else cfg.get("region_rows", 4) * cfg.get("region_cols", 6)
+        names = len(e["iou"])
+        pixels = sum(e["class_histogram"][:names + 1])  # classes and void; not letterbox padding
+        if unit == "images":  # a store of whole images: the start set is labelled too, no steps for it
+            touched = e["labelled"]
+        else:
+            touched = len({g // per_image for g in picks[e["run_id"]][:e["labelled"]]})
+        rows[e["strategy"]][e["budget"]].append((pixels, touched))
+    if not rows:
+        return []
+    budgets = sorted({b for per in rows.values() for b in per})
+    lines = ["", f"Labelled pixels (thousands, void included) / images touched at each budget ({unit}), mean over seeds",
+             "", "| strategy | " + " | ".join(str(b) for b in budgets) + " |", "|---" * (len(budgets) + 1) + "|"]
+    for s in sorted(rows):
+        cells = []
+        for b in budgets:
+            got = rows[s].get(b)
+            cells.append("-" if not got else f"{sum(p for p, _ in got) / len(got) / 1000:.0f}k / "
+                                              f"{sum(t for _, t in got) / len(got):.0f}")
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def extras_table(evals: list[dict], split: str = "val") -> list[str]:

@@ -83,7 +83,8 @@ def test_ripu_ra_run_records_rounds_pixels_and_curves(domain_dir, tmp_path):
 
 
 def test_pa_labels_single_pixels(domain_dir, tmp_path):
-    exp = prepare_domain(_cfg(domain_dir, tmp_path), progress=False)
+    # a 9x9 blocking window: at 48x64 the default 65x65 one (carried across rounds) would cover the image
+    exp = prepare_domain(_cfg(domain_dir, tmp_path, pa_window_k=4), progress=False)
     ev = run_variant(exp, "ripu_pa", 0, progress=False)
     assert ev["extra"]["unit"] == "pixel" and ev["extra"]["units"] == ev["labelled"] == 5 * 1 * 4
     assert ev["budget"] == 40
@@ -312,3 +313,27 @@ def test_protocol_b_grid_regions_of_the_target_pool_without_val(domain_dir, tmp_
     store.close()
     with pytest.raises(ConfigError, match="start_early_stopping: false"):
         replace(cfg, start_early_stopping=True)
+
+
+def test_carried_blocking_keeps_squares_of_all_rounds_apart():
+    """carry_blocking (default): centres of every round at Chebyshev distance >= 3 from all earlier ones,
+    so no square overlaps another and each round adds whole squares (clipped ones at the border)."""
+    from activeseg.methods.ripu.protocol import acquire
+
+    cfg = RipuConfig()
+    state = PixelLabelledState(2, (60, 80))
+    gen = torch.Generator().manual_seed(0)
+    for rnd in range(1, 6):
+        maps = {"score": torch.rand((2, 60, 80), generator=gen) ** 4}
+        acquire(maps, state, cfg, "ripu_ra", rnd)
+    assert state.num_units == 5 * 3 * 2  # ceil(60*80*0.022/5/9) = 3 squares per image per round
+    for image in range(2):
+        c = torch.tensor([(y, x) for _, i, y, x in state.units if i == image])
+        dist = (c[:, None, :] - c[None, :, :]).abs().max(-1).values
+        assert int((dist + 100 * torch.eye(len(c), dtype=torch.long)).min()) >= 3
+        area = sum((min(y + 1, 59) - max(y - 1, 0) + 1) * (min(x + 1, 79) - max(x - 1, 0) + 1) for y, x in c.tolist())
+        assert int(state.known()[image].sum()) == area  # disjoint squares: every pixel counted once
+    loose = PixelLabelledState(1, (60, 80))
+    for rnd in range(1, 6):  # without carried blocking a later centre may sit next to an earlier square
+        acquire({"score": torch.ones((1, 60, 80))}, loose, replace(cfg, carry_blocking=False), "ripu_ra", rnd)
+    assert loose.num_pixels < 5 * 3 * 9  # the same top-left corner wins every round: overlapping squares

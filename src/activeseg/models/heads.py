@@ -43,6 +43,11 @@ class AuxHead(nn.Module):
     domain: str = "all"
     """Which images of a batch the loss sees: 'all', 'source' or 'target' (batches that carry domains)."""
 
+    @property
+    def lr_scale(self) -> float:
+        """The head's learning rate as a multiple of the network's (``spec["lr_scale"]``, default 1)."""
+        return float(self.spec.get("lr_scale", 1.0))
+
     def forward(self, logits: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
         """Shape: logits ``[N, C, h, w]`` (stride 4) -> the head's output (at ``out_size``)."""
         raise NotImplementedError

@@ -234,7 +234,13 @@ def head_metrics(model: Segmenter, source: Source | None, device: torch.device, 
 
 
 def make_optimizer(model: Segmenter, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+    """The optimiser of ``cfg`` over the trainable parameters; an auxiliary head whose ``lr_scale`` is
+    not 1 gets a parameter group of its own at ``cfg.lr * lr_scale``."""
+    scaled = [h for h in getattr(model, "heads", {}).values() if h.lr_scale != 1.0]
+    own = {id(p) for h in scaled for p in h.parameters()}
+    base = [p for p in model.parameters() if p.requires_grad and id(p) not in own]
+    params: list = base if not scaled else [{"params": base}] + [
+        {"params": [p for p in h.parameters() if p.requires_grad], "lr": cfg.lr * h.lr_scale} for h in scaled]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -107,6 +107,11 @@ class DealConfig:
     """Difficulty loss: 'wce' (class-balanced BCE, weights 1/sqrt(n + 1) normalised) or 'bce' (plain)."""
     dif_weight: float = 1.0
     """w in L = L_seg + w * L_dif."""
+    dif_lr_scale: PositiveFloat = field(default=1.0, metadata=ADDED)
+    """The difficulty head's learning rate as a multiple of the network's (its parameters: the 1x1 conv's
+    C + 1 weights and gamma). With AdamW a parameter moves about lr per step whatever its gradient, so a
+    start model trained for few steps (the low-start profile: 10 images, 20 epochs, 40 steps) leaves the
+    head nearly untrained at 1 (its map within 0.48-0.60, val AUROC 0.57; docs/results.md section 8)."""
     dif_detach_logits: bool = False
     """True: the difficulty loss does not back-propagate into the segmentation network."""
     sub_ratio: float = 0.5
@@ -153,4 +158,5 @@ class DealConfig:
         """The JSON-able spec of the difficulty head these options describe (its type and loss)."""
         return {"type": "deal_difficulty", "pam_grid": list(self.pam_grid) if self.pam_grid else None,
                 "gamma_init": self.pam_gamma_init, "loss": self.dif_loss, "weight": self.dif_weight,
-                "detach_logits": self.dif_detach_logits, "unlabelled": self.dif_unlabelled, "void": self.dif_void}
+                "detach_logits": self.dif_detach_logits, "unlabelled": self.dif_unlabelled, "void": self.dif_void,
+                **({"lr_scale": self.dif_lr_scale} if self.dif_lr_scale != 1.0 else {})}

@@ -46,6 +46,11 @@ class RipuConfig:
     """PA: labelled pixels per target image after all rounds, at ``pa_defined_at`` (rescaled by area)."""
     pa_defined_at: tuple[int, int] = (360, 480)
     """PA: the image size (H, W) the pixel budget is defined at (CamVid native)."""
+    carry_blocking: bool = True
+    """Each pick's blocking window (5 x 5 for RA, 65 x 65 for PA) stays blocked in later rounds (the
+    reference's "active" mask): squares of different rounds never overlap, so RA spends its whole share
+    (spec table: 425 x 9 pixels per 360 x 480 image). False: blocked in the pick's round only; later squares
+    may overlap earlier ones, which then add fewer new pixels."""
     rounds: Positive = 5
     """Acquisition rounds inside the one training run."""
     query_fracs: tuple[float, ...] = (0.25, 0.30, 0.35, 0.40, 0.45)
@@ -97,6 +102,13 @@ class RipuConfig:
             raise ConfigError(f"ripu.poly_span is {self.poly_span}; use 1 or more (the decay must not pass 0)")
         if self.lambda_nl < 0 or self.lambda_cr < 0:
             raise ConfigError("ripu.lambda_nl and ripu.lambda_cr must be >= 0 (0 turns the loss off)")
+        its = [round(f * self.iterations) for f in self.query_fracs]
+        if len(set(its)) != len(its):
+            raise ConfigError(f"ripu.query_fracs {self.query_fracs} of {self.iterations} iterations give the rounds "
+                              f"iterations {its}, some equal; use more iterations or fractions further apart")
+        if self.norm_classes is not None and self.norm_classes < 2:
+            raise ConfigError(f"ripu.norm_classes is {self.norm_classes}; use null (the number of classes) or a "
+                              "count >= the number of classes, e.g. 19 (the reference's constant)")
         if min(self.pa_defined_at) < 1:
             raise ConfigError(f"ripu.pa_defined_at is {self.pa_defined_at}; give a positive (H, W)")
 

@@ -102,6 +102,15 @@ def score_maps(model: Segmenter, target: Source, cfg: RipuConfig, selector: str,
     return {key: torch.cat(v) for key, v in maps.items()}
 
 
+def earlier_windows(state: PixelLabelledState, radius: int) -> torch.Tensor:
+    """The blocking windows (Chebyshev radius ``radius``) around every annotation unit picked so far.
+    Shape: ``[N, H, W]`` bool."""
+    out = torch.zeros((state.labelled_round.shape[0], *state.size), dtype=torch.bool)
+    for _, image, y, x in state.units:
+        out[image, max(y - radius, 0):y + radius + 1, max(x - radius, 0):x + radius + 1] = True
+    return out
+
+
 def acquire(maps: dict[str, torch.Tensor], state: PixelLabelledState, cfg: RipuConfig, selector: str,
             rnd: int) -> dict:
     """One round: every target image gets the same number of squares (RA) or pixels (PA), picked
@@ -114,13 +123,16 @@ def acquire(maps: dict[str, torch.Tensor], state: PixelLabelledState, cfg: RipuC
     size = state.size
     count = units_per_round(cfg, mode, size)
     known = state.known()
+    radius = 2 * cfg.k if mode == "RA" else cfg.pa_window_k
+    blocked = earlier_windows(state, radius) if cfg.carry_blocking else None
     added, centres, scores = 0, [], []
     for image in range(known.shape[0]):
         score = maps["score"][image]
+        held = None if blocked is None else blocked[image]
         if mode == "RA":
-            mask, picked = select_squares(score, known[image], count, cfg.k)
+            mask, picked = select_squares(score, known[image], count, cfg.k, held)
         else:
-            mask, picked = select_pixels(score, known[image], count, cfg.pa_window_k)
+            mask, picked = select_pixels(score, known[image], count, cfg.pa_window_k, held)
         added += state.label(image, mask, rnd, picked)
         for y, x in picked.tolist():
             centres.append(image * size[0] * size[1] + y * size[1] + x)

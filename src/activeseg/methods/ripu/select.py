@@ -75,7 +75,7 @@ def pixels_per_round(height: int, width: int, pixels_per_image: int, defined_at:
 
 
 def _greedy(score: torch.Tensor, annotated: torch.Tensor, count: int, label_radius: int,
-            block_radius: int) -> tuple[torch.Tensor, torch.Tensor]:
+            block_radius: int, blocked: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Greedy picks on one image: label a square of ``label_radius``, block one of ``block_radius``.
 
     Shape:
@@ -91,6 +91,8 @@ def _greedy(score: torch.Tensor, annotated: torch.Tensor, count: int, label_radi
         raise ValueError("score contains NaN; check the logits that produced it")
     annotated = annotated.bool()
     work[annotated] = float("-inf")
+    if blocked is not None:
+        work[blocked.bool()] = float("-inf")
     width = work.shape[1]
     labelled = torch.zeros_like(annotated)
     centres: list[tuple[int, int]] = []
@@ -109,7 +111,7 @@ def _greedy(score: torch.Tensor, annotated: torch.Tensor, count: int, label_radi
 
 
 def select_squares(score: torch.Tensor, annotated: torch.Tensor, count: int,
-                   k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+                   k: int = 1, blocked: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """RA: ``count`` greedy (2k+1) x (2k+1) squares on one image.
 
     Each pick is the arg-max of the score outside annotated and blocked pixels; it labels the square
@@ -123,6 +125,8 @@ def select_squares(score: torch.Tensor, annotated: torch.Tensor, count: int,
         annotated: Pixels annotated in earlier rounds (never picked as centres).
         count: Squares to pick (fewer when the image runs out of selectable pixels).
         k: Square radius.
+        blocked: Pixels no centre may be picked on besides the annotated ones (the blocking windows of
+            earlier rounds, the reference's "active" mask); they may still be labelled by a square.
 
     Returns:
         (new, centres): the square pixels that were not annotated before, and the picked centres as
@@ -133,11 +137,11 @@ def select_squares(score: torch.Tensor, annotated: torch.Tensor, count: int,
     """
     if not isinstance(k, int) or k < 0:
         raise ValueError(f"k must be an integer >= 0, got {k!r}")
-    return _greedy(score, annotated, count, label_radius=k, block_radius=2 * k)
+    return _greedy(score, annotated, count, label_radius=k, block_radius=2 * k, blocked=blocked)
 
 
 def select_pixels(score: torch.Tensor, annotated: torch.Tensor, count: int,
-                  window_k: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+                  window_k: int = 32, blocked: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """PA: ``count`` greedy single pixels on one image.
 
     Each pick labels one pixel and blocks the (2 window_k + 1)^2 window around it, so picks of one
@@ -148,6 +152,7 @@ def select_pixels(score: torch.Tensor, annotated: torch.Tensor, count: int,
         annotated: Pixels annotated in earlier rounds (never picked).
         count: Pixels to pick (fewer when the image runs out of selectable pixels).
         window_k: Blocking radius.
+        blocked: Pixels that may not be picked besides the annotated ones (earlier rounds' windows).
 
     Returns:
         (new, centres): the picked pixels as a mask and as (y, x) in pick order.
@@ -157,4 +162,4 @@ def select_pixels(score: torch.Tensor, annotated: torch.Tensor, count: int,
     """
     if not isinstance(window_k, int) or window_k < 0:
         raise ValueError(f"window_k must be an integer >= 0, got {window_k!r}")
-    return _greedy(score, annotated, count, label_radius=0, block_radius=window_k)
+    return _greedy(score, annotated, count, label_radius=0, block_radius=window_k, blocked=blocked)

@@ -80,7 +80,7 @@ def show_run(store_path: Path, run_id: str, out: Path, images: int = 4, device: 
                              fontsize=8)
         for j, key in enumerate(("impurity", "uncertainty", "score"), start=1):
             im = axes[i, j].imshow(maps[key][i].numpy(), cmap="magma", vmin=0, vmax=float(maps[key][i].max()) or 1)
-            axes[i, j].set_title(f"{key} ({kind} run)" if key == "score" else key, fontsize=8)
+            axes[i, j].set_title("score A = P x U" if key == "score" else key, fontsize=8)
             fig.colorbar(im, ax=axes[i, j], fraction=0.035)
         for ax in axes[i]:
             ax.set_axis_off()
