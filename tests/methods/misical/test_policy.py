@@ -118,19 +118,25 @@ def test_rollout_returns_B_distinct_available():
 
 
 def test_policy_learns_to_rank_sky_row_first():
-    """Spec 9's sanity check in synthetic form: after a few episodes, Q(s_0, .) of top-row (sky) cells
-    exceeds that of bottom-row cells on average."""
+    """Spec 9's sanity check in synthetic form: after training, Q(s_0, .) (the one-shot ranking) of top-row
+    (sky) cells exceeds that of bottom-row cells on average, and greedy episodes gather far more sky than
+    random ones (expected 0.325 per pick).
+
+    With gamma = 1 the value reaches s_0 one step per target sync, and the advantage of a sky cell at s_0 is
+    only about ln(1 + Q_final) - ln(Q_final) (0.15 here): short episodes and frequent syncs make that
+    resolvable in seconds (8/8 seeds tried pass; a shorter schedule, or faster syncs that diverge, do not)."""
     emb, q = sky_grid()
-    cfg = replace(SMALL, episodes=12)
+    cfg = replace(SMALL, episode_len=6, target_sync=25, batch_size=32, episodes=250)
     qnet, history = train_class_policy(emb, q, cfg, seed=0, progress=False)
+    flat = emb.reshape(-1, emb.shape[-1])  # [20 * 24, 5]
     with torch.no_grad():
-        values = qnet(summary(emb[0, :0], 0, cfg.episode_len)[None], emb.reshape(1, -1, emb.shape[-1]))[0]
-    by_row = values.reshape(-1, ROWS, COLS).mean((0, 2))  # [ROWS]
+        values = qnet(summary(flat[:0], 0, cfg.episode_len)[None], flat[None])[0]
+    by_row = values.reshape(-1, ROWS, COLS).mean((0, 2))  # [images, ROWS, COLS] -> [ROWS]
     assert by_row[0] > by_row[3], by_row
-    top = oneshot_topB(qnet, emb.reshape(-1, emb.shape[-1]), torch.ones(emb.shape[0] * ROWS * COLS, dtype=torch.bool),
-                       20, cfg.episode_len)
+    top = oneshot_topB(qnet, flat, torch.ones(len(flat), dtype=torch.bool), 20, cfg.episode_len)
     assert (top % (ROWS * COLS) < COLS).float().mean() > 0.5  # mostly top-row cells
-    assert history[-1]["final_quantity"] > history[0]["final_quantity"]
+    greedy = np.mean([h["final_quantity"] for h in history[-20:]])
+    assert greedy > 2 * 0.325 * cfg.episode_len
 
 
 def test_runaway_guard_stops_forced_divergence():

@@ -8,8 +8,13 @@ on another pool (D_V) in one batched pass (``oneshot_topB``) or by a greedy roll
 
 Reused from RALIS (``methods/ralis``): the replay buffer, the transition record and the double-DQN
 update with the Huber loss (``dqn``), the per-episode diagnostics and the runaway guard (``agent``).
-The reward g(Q + q) - g(Q) is ``quantity.reward``. The DQN update runs on the CPU (``dqn_update`` builds its reward and action tensors there); the
-deployment functions run on the Q-network's device.
+The reward g(Q + q) - g(Q) is ``quantity.reward``. The DQN update runs on the CPU (``dqn_update``
+builds its reward and action tensors there); the deployment functions run on the Q-network's device.
+
+Learning note: with gamma = 1 the value reaches s_0 one step per target sync (about episode_len syncs
+are needed before Q(s_0, .) is meaningful), and the advantage of a target-rich region at s_0 is small,
+about ln(1 + Q_final) - ln(Q_final), against a value of ln(1 + Q_final): ``oneshot_topB`` depends on
+resolving it.
 """
 
 from __future__ import annotations
@@ -81,9 +86,9 @@ class MisicalConfig:
     hidden: tuple[int, ...] = (128, 64)
     """Hidden widths of the per-candidate MLP (ReLU after each)."""
     runaway_loss_factor: float = 10.0
-    """Stop training when an episode's mean TD loss exceeds this many times the largest of the first five (0: never)."""
+    """Stop when an episode's mean TD loss exceeds this many times the largest of the first five (0: never)."""
     runaway_q_factor: float = 2.0
-    """Stop training when a chosen action's |Q| exceeds this many times episode_len x the largest |reward| (0: never)."""
+    """Stop when a chosen action's |Q| exceeds this many times episode_len x the largest |reward| (0: never)."""
 
     def __post_init__(self) -> None:
         choices = {"unit": ("region", "image"), "encoder": ("seg_start", "imagenet", "handcrafted"),
@@ -266,6 +271,8 @@ def train_class_policy(embeddings: torch.Tensor, quantities_c: torch.Tensor, cfg
         record = {"episode": episode, "return": float(sum(rewards)), "rewards": rewards, **diag,
                   "epsilon": float(np.mean(eps_used)), "final_quantity": quantity, "updates": n_updates}
         history.append(record)
+        log.debug("misical %s episode %d: return %.3f, loss %s, |Q| max %s, eps %.3f", cfg.target_class, episode,
+                  record["return"], record["loss"], record["q_abs_max"], record["epsilon"])
         if on_episode is not None:
             on_episode(record)
         why = runaway(history, guard, L)
