@@ -12,10 +12,12 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 @pytest.mark.parametrize("preset", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_presets_load(preset):
     from activeseg.experiment import ExperimentConfig
+    from activeseg.methods.misical.experiment import MisicalExperimentConfig
     from activeseg.methods.ralis.agent import AgentConfig
     from activeseg.methods.ripu.config import DomainShiftConfig
 
-    kinds = {"train_": TrainCommand, "ralis_agent": AgentConfig, "ripu_": DomainShiftConfig}
+    kinds = {"train_": TrainCommand, "ralis_agent": AgentConfig, "ripu_": DomainShiftConfig,
+             "misical_": MisicalExperimentConfig}
     cls = next((c for prefix, c in kinds.items() if preset.name.startswith(prefix)), ExperimentConfig)
     cmd = load_yaml(preset, cls)
     expected = {"folder_dataset.yaml": "my_dataset"}.get(preset.name, "camvid")

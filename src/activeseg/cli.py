@@ -28,6 +28,9 @@ app.add_typer(deal_app, name="deal")
 ripu_app = typer.Typer(no_args_is_help=True, help="RIPU: active domain adaptation (a labelled source domain, a "
                        "target domain labelled a few squares or pixels at a time).")
 app.add_typer(ripu_app, name="ripu")
+misical_app = typer.Typer(no_args_is_help=True, help="MiSiCAL-style (reconstruction): a region policy per class, learned "
+                          "on fixed region embeddings, that selects any budget without retraining a model.")
+app.add_typer(misical_app, name="misical")
 
 RESUME_HINT = ("interrupted: every finished step, episode and checkpoint is saved. Run the same command again to "
                "continue (`activeseg run` needs --resume; `benchmark` and `agent train` resume by themselves).")
@@ -167,8 +170,12 @@ def _experiment(config: Optional[Path], store: Optional[Path], device: Optional[
 def run(
     config: Path = typer.Option(..., help="Experiment preset (see configs/, e.g. configs/camvid_demo.yaml)."),
     strategy: Optional[str] = typer.Option(None, help="random, entropy, margin, bald, ralis, deal_de, deal_ds, "
-                                           "deal_de_image or deal_ds_image."),
+                                           "deal_de_image, deal_ds_image, ripu_grid or misical."),
     agent: Optional[Path] = typer.Option(None, help="ralis: the trained agent (agent_last.pt or agent_best.pt)."),
+    policy: Optional[Path] = typer.Option(None, help="misical: the trained class policy (policy.pt of `activeseg "
+                                          "misical train`)."),
+    target_class: Optional[str] = typer.Option(None, "--target-class", help="misical: the class the policy must have "
+                                               "been trained for (checked; the policy file fixes it)."),
     seed: Optional[int] = typer.Option(None, help="Seed of the run."),
     name: Optional[str] = typer.Option(None, help="Label of the run in the store and tables (default: the strategy)."),
     budgets: Optional[str] = typer.Option(None, help="Comma-separated budgets in regions, e.g. 480,960."),
@@ -179,7 +186,8 @@ def run(
 ) -> None:
     """One simulated active-learning run (one strategy, one seed) covering every budget."""
     cfg = _experiment(config, store, device, budgets)
-    cfg = replace(cfg, al=_set(cfg.al, strategy=strategy, seed=seed, agent=agent, name=name))
+    misical = _set(cfg.al.misical, policy=policy, target_class=target_class)
+    cfg = replace(cfg, al=_set(cfg.al, strategy=strategy, seed=seed, agent=agent, name=name, misical=misical))
     unit = "images" if cfg.original_protocol else "regions"
     for e in commands.run_al(cfg, resume, progress=not quiet):
         if e["split"] == "test":
@@ -293,6 +301,61 @@ def ripu_show(
     """Per target image: the labelled squares (or pixels), region impurity, uncertainty and score maps."""
     png = commands.run_ripu_show(store, run, out, images, device)
     typer.echo(f"written: {png}")
+
+
+def _misical(config: Path, store: Optional[Path], device: Optional[str], episodes: Optional[int] = None):
+    cfg = commands.load_misical(config)
+    al = replace(cfg.al, misical=_set(cfg.al.misical, episodes=episodes))
+    return _set(cfg, store=store, device=device, al=al)
+
+
+@misical_app.command("train")
+def misical_train(
+    config: Path = typer.Argument(..., help="MiSiCAL preset (e.g. configs/misical_camvid.yaml)."),
+    target_class: str = typer.Option(..., "--target-class", help="The class c* of the policy, e.g. pedestrian."),
+    seed: Optional[int] = typer.Option(None, help="Policy seed (default: the preset's first seed)."),
+    episodes: Optional[int] = typer.Option(None, help="Training episodes (default: al.misical.episodes)."),
+    out: Optional[Path] = typer.Option(None, help="Folder of policy.pt, history.json and training.png (default: "
+                                       "policy_dir/CLASS-sSEED)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Train the policy of one class on D_T (a finished policy trained with the same options is kept)."""
+    cfg = _misical(config, None, device, episodes)
+    s = commands.run_misical_train(cfg, target_class, seed, out, progress=not quiet)
+    what = f"trained in {s['seconds_train']:.1f} s" if s["trained"] else "already trained with these options: kept"
+    typer.echo(f"policy of {target_class} (seed {s['seed']}): {s['episodes']} episodes, {what}; last episode: return "
+               f"{s['last_return']:.3f}, Q_c* {s['last_quantity']:.2f}")
+    typer.echo(f"policy: {s['policy']} (history.json and training.png beside it)")
+
+
+@misical_app.command("premise")
+def misical_premise(
+    config: Path = typer.Argument(..., help="MiSiCAL preset (e.g. configs/misical_camvid.yaml)."),
+    subsets: Optional[int] = typer.Option(None, help="M: tilted subsets, one training each (default: premise_subsets)."),
+    budget: Optional[int] = typer.Option(None, help="Regions per subset (default: premise_budget, else the first budget)."),
+    store: Optional[Path] = typer.Option(None, help="SQLite run store (default from the preset)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Quantity-accuracy check: rank correlation of Q_c and IoU_c on D_R over Dirichlet-tilted subsets (resumable)."""
+    md, js, text = commands.run_misical_premise(_misical(config, store, device), subsets, budget, progress=not quiet)
+    typer.echo(text)
+    typer.echo(f"table: {md}\njson: {js}")
+
+
+@misical_app.command("benchmark")
+def misical_benchmark(
+    config: Path = typer.Argument(..., help="MiSiCAL preset (e.g. configs/misical_camvid.yaml)."),
+    store: Optional[Path] = typer.Option(None, help="SQLite run store (default from the preset)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Per class and seed: the policy (trained if missing) vs random, entropy and pred_quantity, one training
+    per selection (finished runs skipped), then the win counts (misical_results.md beside the store)."""
+    md, js, text = commands.run_misical_benchmark(_misical(config, store, device), progress=not quiet)
+    typer.echo(text)
+    typer.echo(f"report: {md}\njson: {js}")
 
 
 @data_app.command("info")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -22,6 +23,7 @@ from activeseg.errors import ConfigError
 from activeseg.experiment import ExperimentConfig, check, prepare, run_one
 from activeseg.experiment import run_benchmark as run_grid
 from activeseg.features import FeatureCache
+from activeseg.methods.misical.experiment import MisicalExperimentConfig
 from activeseg.methods.ralis.agent import AgentConfig, train_agent
 from activeseg.methods.ripu.config import DomainShiftConfig
 from activeseg.models.segmenter import ModelConfig, build_model
@@ -215,6 +217,12 @@ def config_reference() -> str:
             ("Domain shift (RIPU, protocol A)", DomainShiftConfig, "`activeseg ripu run` (configs/ripu_*.yaml)"),
             ("Supervised training", TrainCommand, "`activeseg train --config` (configs/train_*.yaml)")):
         parts += [f"## {title}", "", f"Used by {used_by}.", ""] + header + describe_keys(cls) + [""]
+    own = [f.name for f in dataclasses.fields(MisicalExperimentConfig)
+           if f.name not in {g.name for g in dataclasses.fields(ExperimentConfig)}]
+    parts += ["## MiSiCAL-style per-class experiment (reconstruction)", "",
+              "Used by `activeseg misical train|premise|benchmark` (configs/misical_*.yaml): every Experiment key "
+              "above (the policy options are `al.misical.*`), plus these.", ""] + header + \
+        describe_keys(MisicalExperimentConfig, only=own) + [""]
     return "\n".join(parts)
 
 
@@ -270,6 +278,49 @@ def run_benchmark(cfg: ExperimentConfig, progress: bool = True) -> tuple[Path, P
     check(cfg)
     store = run_grid(cfg, progress)
     return run_plot(store, store.parent)
+
+
+def load_misical(config: Path) -> MisicalExperimentConfig:
+    return load_yaml(config, MisicalExperimentConfig)
+
+
+def _check_misical(cfg: MisicalExperimentConfig) -> None:
+    """The experiment's checks (device, store, dataset, image plan) before anything is loaded or written."""
+    check(cfg, strategies=())
+    paths.output_dir(cfg.policy_dir, "policy_dir")
+
+
+def run_misical_train(cfg: MisicalExperimentConfig, target_class: str, seed: int | None = None, out: Path | None = None,
+                      progress: bool = True) -> dict:
+    """Trains (or keeps, when finished) the class policy of (target_class, seed); returns its summary."""
+    from activeseg.methods.misical.experiment import train_policy
+
+    paths.output_dir(out, "--out")
+    _check_misical(cfg)
+    seed = cfg.seeds[0] if seed is None else seed
+    path, meta, trained = train_policy(cfg, target_class, seed, out, progress)
+    history = meta["history"]
+    return {"policy": path, "trained": trained, "seed": seed, "episodes": len(history),
+            "seconds_train": meta.get("seconds_train"), "last_return": history[-1]["return"] if history else None,
+            "last_quantity": history[-1]["final_quantity"] if history else None}
+
+
+def run_misical_premise(cfg: MisicalExperimentConfig, subsets: int | None = None, budget: int | None = None,
+                        progress: bool = True) -> tuple[Path, Path, str]:
+    """The quantity-accuracy check (resumable); returns the markdown and JSON files and the table."""
+    from activeseg.methods.misical.premise import run_premise
+
+    _check_misical(cfg)
+    md, js, _ = run_premise(cfg, subsets, budget, progress)
+    return md, js, md.read_text()
+
+
+def run_misical_benchmark(cfg: MisicalExperimentConfig, progress: bool = True) -> tuple[Path, Path, str]:
+    """The per-class protocol (resumable), then its report; returns the markdown and JSON files and the text."""
+    from activeseg.methods.misical.benchmark import run_benchmark as run_per_class
+
+    _check_misical(cfg)
+    return run_per_class(cfg, progress)
 
 
 def run_deal_show(checkpoint: Path, out: Path, split: str = "val", images: int = 4, dataset: str | None = None,

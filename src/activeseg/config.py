@@ -218,13 +218,16 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def describe_keys(cls: type, prefix: str = "", defaults: Any = None) -> list[str]:
+def describe_keys(cls: type, prefix: str = "", defaults: Any = None, only: Any = None) -> list[str]:
     """Markdown table rows ``| key | type | default | meaning |`` for every key of a config dataclass
-    (nested sections as dotted keys; defaults from ``defaults``, an instance, when given)."""
+    (nested sections as dotted keys; defaults from ``defaults``, an instance, when given; ``only``: the
+    names of the top-level keys to describe, default all)."""
     rows = []
     hints = typing.get_type_hints(cls)
     docs = _field_docs(cls)
     for f in dataclasses.fields(cls):
+        if only is not None and f.name not in only:
+            continue
         tp = hints[f.name]
         default = getattr(defaults, f.name) if defaults is not None else _default(f)
         if dataclasses.is_dataclass(tp):

@@ -26,6 +26,7 @@ from activeseg.config import ADDED, Positive
 from activeseg.errors import ConfigError
 from activeseg.methods import build_policy, image_rankers, lookup
 from activeseg.methods.deal.config import DealConfig
+from activeseg.methods.misical.config import MisicalConfig
 from activeseg.methods.ripu.grid import RipuGridConfig
 from activeseg.models.segmenter import Segmenter
 from activeseg.regions import RegionGrid
@@ -55,7 +56,7 @@ class ALConfig:
 
     strategy: str = "entropy"
     """Selection method by name (`activeseg.methods`): random, entropy, margin, bald, ralis, deal_de, deal_ds,
-    deal_de_image, deal_ds_image, ripu_grid."""
+    deal_de_image, deal_ds_image, ripu_grid, misical."""
     agent: Path | None = None
     """ralis: the trained agent checkpoint (`activeseg agent train` writes agent_last.pt, agent_best.pt)."""
     name: str | None = None
@@ -95,6 +96,9 @@ class ALConfig:
     """DEAL's options (strategies deal_de, deal_ds, deal_de_image, deal_ds_image)."""
     ripu_grid: RipuGridConfig = field(default_factory=RipuGridConfig, metadata=ADDED)
     """RIPU-grid's options (strategy ripu_grid: RIPU's score per grid region, spec ripu.md section 7 B)."""
+    misical: MisicalConfig = field(default_factory=MisicalConfig, metadata=ADDED)
+    """MiSiCAL-style class policy (strategy misical, spec misical.md; `activeseg misical train` trains one):
+    the policy file, its deployment, and the options policy training uses."""
 
     def __post_init__(self) -> None:
         method = lookup(self.strategy)
@@ -105,6 +109,8 @@ class ALConfig:
             raise ConfigError("regions_per_step, candidates_per_pool and mc_passes must be >= 1")
         if method.needs_agent and self.agent is None:
             raise ConfigError(method.missing_agent)
+        if method.check is not None:
+            method.check(self)
         if self.selection not in ("pools", "global_topk"):
             raise ConfigError(f"selection is {self.selection!r}; use 'pools' or 'global_topk'")
         if self.step_train_on not in STEP_DATA:
@@ -281,7 +287,8 @@ def run_active_learning(cfg: ALConfig, start_model: Segmenter, pool: Pool, store
             k = min(K, next(b for b in cfg.budgets if b > state.num_labelled) - state.num_labelled)  # each budget exact
             ctx = SelectionContext(model, pool.features, state, device, rng, generator, k,
                                    cfg.candidates_per_pool, cfg.selection, cfg.mc_passes, cfg.mc_dropout,
-                                   revealed=pool.oracle, state_set=pool.state_set, content=pool.oracle.content)
+                                   revealed=pool.oracle, state_set=pool.state_set, content=pool.oracle.content,
+                                   start_model=start_model)
             picked, scores = strategy.select(ctx)
             state.label(picked, step)
             t1 = time.perf_counter()

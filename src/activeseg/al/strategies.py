@@ -45,6 +45,9 @@ class SelectionContext:
     """RALIS: images whose regions describe the model's state (D_S); their labels are never read."""
     content: torch.Tensor | None = None
     """Image pixels of the pool (False on padding), ``[N, H, W]`` bool; None: every pixel is image."""
+    start_model: Segmenter | None = None
+    """The run's start model, unchanged while ``model`` is fine-tuned step by step (a method that embeds the
+    pool once, such as misical, reads it); None: use ``model``."""
 
 
 def encoded_inputs(model: Segmenter, source: FeatureSource | ImageSource, images: torch.Tensor,

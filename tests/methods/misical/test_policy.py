@@ -115,6 +115,8 @@ def test_rollout_returns_B_distinct_available():
     assert len(picks) == 100 and len(set(picks.tolist())) == 100 and bool(avail[picks].all())
     again = rollout(qnet, emb, avail, 100, 32, 24, np.random.default_rng(0))
     assert torch.equal(picks, again)
+    shorter = rollout(qnet, emb, avail, 40, 32, 24, np.random.default_rng(0))
+    assert torch.equal(shorter, picks[:40])  # same generator: a shorter budget is a prefix (selections nest)
 
 
 def test_policy_learns_to_rank_sky_row_first():
@@ -183,3 +185,34 @@ def test_too_few_regions_for_the_pools():
     emb, q = sky_grid(images=1)
     with pytest.raises(ConfigError, match="pool_size"):
         train_class_policy(emb, q, replace(SMALL, episode_len=20), seed=0, progress=False)
+
+
+def test_handcrafted_sky_policy_ranks_top_row_cells_first():
+    """Spec 9's sanity check on pixels: handcrafted embeddings (colour histogram, gradient, position) of
+    street-like images whose sky (class 0, blue, smooth) covers the top row and part of the second, and
+    q_sky from their label maps; after a short training the one-shot ranking puts top-row cells first."""
+    from activeseg.methods.misical.embeddings import region_embeddings
+    from activeseg.methods.misical.quantity import class_quantities
+    from activeseg.regions import RegionGrid
+
+    g = torch.Generator().manual_seed(0)
+    n, H, W = 20, 96, 144
+    grid = RegionGrid.from_counts(H, W, ROWS, COLS)  # 24 x 24 cells
+    horizon = torch.randint(24, 40, (n,), generator=g)  # sky rows per image: row 0 and part of row 1
+    sky = torch.arange(H)[None, :, None] < horizon[:, None, None]  # [n, H, 1]
+    labels = torch.where(sky, 0, 1).expand(n, H, W).to(torch.uint8)  # [n, H, W]
+    blue = torch.tensor([100.0, 150.0, 230.0])[:, None, None]
+    grey = torch.tensor([110.0, 110.0, 110.0])[:, None, None]
+    noise = torch.randn(n, 3, H, W, generator=g)
+    images = torch.where(sky[:, None], blue + 4 * noise, grey + 40 * noise).clamp(0, 255).to(torch.uint8)
+    emb = region_embeddings("handcrafted", None, grid, images=images)  # [n, 24, 27]
+    q = class_quantities(labels, grid, 2)[..., 0]  # [n, 24]: 1 in row 0, 0 .. 0.67 in row 1, 0 below
+    cfg = replace(SMALL, episode_len=6, target_sync=25, batch_size=32, episodes=250)
+    qnet, _ = train_class_policy(emb, q, cfg, seed=0, progress=False)
+    flat = emb.reshape(-1, emb.shape[-1])
+    with torch.no_grad():
+        values = qnet(summary(flat[:0], 0, cfg.episode_len)[None], flat[None])[0]
+    by_row = values.reshape(n, ROWS, COLS).mean((0, 2))  # [ROWS]
+    assert by_row[0] > by_row[3], by_row
+    top = oneshot_topB(qnet, flat, torch.ones(len(flat), dtype=torch.bool), 20, cfg.episode_len)
+    assert (top % (ROWS * COLS) < COLS).float().mean() > 0.5

@@ -22,9 +22,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -34,6 +32,7 @@ from tqdm.auto import tqdm
 from activeseg.config import from_dict, to_dict
 from activeseg.errors import ConfigError
 from activeseg.fileio import atomic_torch_save
+from activeseg.methods.misical.config import MisicalConfig
 from activeseg.methods.ralis.agent import UPDATE_KEYS, AgentDivergedError, DQNConfig, episode_diagnostics, runaway
 from activeseg.methods.misical.quantity import reward as step_reward
 from activeseg.methods.ralis.dqn import ReplayBuffer, Transition, dqn_update
@@ -41,79 +40,6 @@ from activeseg.methods.ralis.dqn import ReplayBuffer, Transition, dqn_update
 log = logging.getLogger(__name__)
 
 POLICY_FORMAT = "activeseg-misical-policy-1"
-
-
-@dataclass(frozen=True)
-class MisicalConfig:
-    """The MiSiCAL-style policy of one target class (spec misical.md sections 5, 5.1 and 8)."""
-
-    target_class: str | None = None
-    """Class c* whose quantity the policy maximises (e.g. 'sky'); None: one policy per class of the data set."""
-    unit: Literal["region", "image"] = "region"
-    """Unit of selection: 'region' (the 4 x 6 grid cells) or 'image' (its 24 regions at once)."""
-    encoder: Literal["seg_start", "imagenet", "handcrafted"] = "seg_start"
-    """Fixed embeddings: 'seg_start' (the start model's encoder), 'imagenet' (local weights) or 'handcrafted'."""
-    add_position: bool = True
-    """Append the normalised cell position (row/3, col/5) to each embedding."""
-    reward_g: Literal["log1p", "linear"] = "log1p"
-    """g of the reward g(Q + q) - g(Q): 'log1p' (diminishing returns) or 'linear' (ablation)."""
-    episode_len: int = 96
-    """B_ep: regions acquired per training episode, one per step."""
-    pool_size: int = 32
-    """M_pool: random unlabelled candidates per step (training and rollout deployment)."""
-    episodes: int = 300
-    """Training episodes (CPU profile: 100)."""
-    gamma: float = 1.0
-    """Discount (1: the finite-horizon return telescopes to g(Q_final); 0.99 as alternative)."""
-    replay: int = 10000
-    """Replay buffer capacity in transitions (FIFO, uniform sampling)."""
-    batch_size: int = 64
-    """Transitions per DQN update (one update per step once the replay holds a batch)."""
-    lr: float = 1e-3
-    """Adam learning rate of the Q-network."""
-    target_sync: int = 100
-    """Copy the Q-network into the target network every this many updates."""
-    eps_start: float = 1.0
-    """Exploration rate at the first step."""
-    eps_end: float = 0.05
-    """Exploration rate after the decay."""
-    eps_fraction: float = 0.5
-    """Share of the training steps over which epsilon falls linearly from eps_start to eps_end."""
-    deploy: Literal["oneshot_topB", "rollout"] = "oneshot_topB"
-    """Deployment on D_V: 'oneshot_topB' (top B by Q(s_0, a), one pass) or 'rollout' (greedy over pools)."""
-    policy: Path | None = None
-    """A trained policy file (save_policy); None: train one."""
-    hidden: tuple[int, ...] = (128, 64)
-    """Hidden widths of the per-candidate MLP (ReLU after each)."""
-    runaway_loss_factor: float = 10.0
-    """Stop when an episode's mean TD loss exceeds this many times the largest of the first five (0: never)."""
-    runaway_q_factor: float = 2.0
-    """Stop when a chosen action's |Q| exceeds this many times episode_len x the largest |reward| (0: never)."""
-
-    def __post_init__(self) -> None:
-        choices = {"unit": ("region", "image"), "encoder": ("seg_start", "imagenet", "handcrafted"),
-                   "reward_g": ("log1p", "linear"), "deploy": ("oneshot_topB", "rollout")}
-        for key, valid in choices.items():
-            if getattr(self, key) not in valid:
-                raise ConfigError(f"misical.{key} is {getattr(self, key)!r}; use one of {', '.join(map(repr, valid))}")
-        for key in ("episode_len", "pool_size", "episodes", "replay", "batch_size", "target_sync"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"misical.{key} is {getattr(self, key)}; use 1 or more")
-        if self.replay < self.batch_size:
-            raise ConfigError(f"misical.replay ({self.replay}) is smaller than misical.batch_size ({self.batch_size}); "
-                              "use a replay of at least one batch (default 10000 and 64)")
-        if not 0.0 < self.gamma <= 1.0:
-            raise ConfigError(f"misical.gamma is {self.gamma}; use a discount in (0, 1] (1.0, or 0.99)")
-        if self.lr <= 0:
-            raise ConfigError(f"misical.lr is {self.lr}; use a positive learning rate such as 1e-3")
-        for key in ("eps_start", "eps_end", "eps_fraction"):
-            if not 0.0 <= getattr(self, key) <= 1.0:
-                raise ConfigError(f"misical.{key} is {getattr(self, key)}; use a value in [0, 1]")
-        if not self.hidden or min(self.hidden) < 1:
-            raise ConfigError(f"misical.hidden is {self.hidden}; give one or more positive widths such as [128, 64]")
-        for key in ("runaway_loss_factor", "runaway_q_factor"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"misical.{key} is {getattr(self, key)}; use 0 (no check) or a positive factor")
 
 
 class ClassQNet(nn.Module):
@@ -314,11 +240,37 @@ def load_policy(path: Path | str) -> tuple[ClassQNet, dict]:
 
 
 def _check_budget(available: torch.Tensor, B: int) -> torch.Tensor:
-    ids = available.reshape(-1).nonzero().reshape(-1)
+    ids = available.reshape(-1).cpu().nonzero().reshape(-1)
     if not 1 <= B <= len(ids):
         raise ConfigError(f"misical: budget B = {B} but the pool has {len(ids)} unlabelled regions; use a budget "
                           f"between 1 and {len(ids)}")
     return ids
+
+
+def initial_q(qnet: ClassQNet, embeddings: torch.Tensor, episode_len: int) -> torch.Tensor:
+    """Q(s_0, a) of every region, s_0 = (empty set, t = 0): one batched pass. The ranking it gives is static
+    (it depends on no acquired region), so a caller may compute it once and select from it many times.
+
+    Shape:
+        embeddings ``[M, d]`` -> ``[M]`` float32 (CPU).
+    """
+    device = next(qnet.parameters()).device
+    emb = embeddings.to(device, torch.float32)
+    sigma0 = summary(emb[:0], 0, episode_len)  # [d + 1]: zeros, t = 0
+    qnet.eval()
+    with torch.no_grad():
+        return qnet(sigma0[None], emb[None])[0].cpu()  # [M]
+
+
+def top_available(q: torch.Tensor, available: torch.Tensor, B: int) -> torch.Tensor:
+    """The B available regions of highest ``q``, in decreasing q; equal q: the lower id first.
+
+    Shape:
+        q ``[M]``, available ``[M]`` bool -> ``[B]`` long.
+    """
+    ids = _check_budget(available, B)
+    order = torch.sort(q[ids], descending=True, stable=True).indices  # equal Q keep id order
+    return ids[order[:B]]
 
 
 def oneshot_topB(qnet: ClassQNet, embeddings: torch.Tensor, available: torch.Tensor, B: int,
@@ -330,43 +282,49 @@ def oneshot_topB(qnet: ClassQNet, embeddings: torch.Tensor, available: torch.Ten
     Shape:
         embeddings ``[M, d]``, available ``[M]`` bool -> ``[B]`` long (CPU).
     """
-    ids = _check_budget(available, B)
-    device = next(qnet.parameters()).device
-    emb = embeddings.to(device, torch.float32)
-    sigma0 = summary(emb[:0], 0, episode_len)  # [d + 1]: zeros, t = 0
-    qnet.eval()
-    with torch.no_grad():
-        q = qnet(sigma0[None], emb[ids.to(device)][None])[0].cpu()  # [n_available]
-    order = torch.sort(q, descending=True, stable=True).indices  # equal Q keep id order
-    return ids[order[:B]]
+    _check_budget(available, B)  # before the pass
+    return top_available(initial_q(qnet, embeddings, episode_len), available.reshape(-1).cpu(), B)
 
 
-def rollout(qnet: ClassQNet, embeddings: torch.Tensor, available: torch.Tensor, B: int, pool_size: int,
-            episode_len: int, generator: np.random.Generator) -> torch.Tensor:
-    """B greedy picks, each the best of ``pool_size`` random available regions (fewer when fewer are left),
-    with sigma_t updated after each pick.
-
-    For t >= episode_len the time feature is clamped at (episode_len - 1) / episode_len, the last value
-    the policy saw in training (the mean embedding keeps following the picks). Returns ids in pick order.
-
-    Shape:
-        embeddings ``[M, d]``, available ``[M]`` bool -> ``[B]`` long (CPU).
-    """
+def rollout_scored(qnet: ClassQNet, embeddings: torch.Tensor, available: torch.Tensor, B: int, pool_size: int,
+                   episode_len: int, generator: np.random.Generator, acquired: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rollout``, also returning the Q of each pick. Shape: -> ``[B]`` long, ``[B]`` float64."""
     _check_budget(available, B)
     device = next(qnet.parameters()).device
     emb = embeddings.to(device, torch.float32)
     free = available.reshape(-1).cpu().numpy().copy()
+    before = [] if acquired is None else [int(g) for g in acquired.reshape(-1)]
     picks: list[int] = []
+    values: list[float] = []
     qnet.eval()
     with torch.no_grad():
-        for t in range(B):
+        for _ in range(B):
             pool = _draw_pool(free, min(pool_size, int(free.sum())), generator)
-            sigma = summary(emb[picks], min(t, episode_len - 1), episode_len)
+            chosen = before + picks
+            sigma = summary(emb[chosen], min(len(chosen), episode_len - 1), episode_len)
             q = qnet(sigma[None], emb[torch.from_numpy(pool).to(device)][None])[0]  # [pool]
-            region = int(pool[int(q.argmax())])
-            free[region] = False
-            picks.append(region)
-    return torch.tensor(picks, dtype=torch.long)
+            best = int(q.argmax())
+            free[int(pool[best])] = False
+            picks.append(int(pool[best]))
+            values.append(float(q[best]))
+    return torch.tensor(picks, dtype=torch.long), torch.tensor(values, dtype=torch.float64)
+
+
+def rollout(qnet: ClassQNet, embeddings: torch.Tensor, available: torch.Tensor, B: int, pool_size: int,
+            episode_len: int, generator: np.random.Generator, acquired: torch.Tensor | None = None) -> torch.Tensor:
+    """B greedy picks, each the best of ``pool_size`` random available regions (fewer when fewer are left),
+    with sigma_t updated after each pick.
+
+    ``acquired``: regions already labelled (none by default); sigma starts from them (their mean embedding,
+    t = their count), as when the policy continues a set built in earlier steps. For t >= episode_len the
+    time feature is clamped at (episode_len - 1) / episode_len, the last value the policy saw in training
+    (the mean embedding keeps following the picks). Returns ids in pick order.
+
+    Shape:
+        embeddings ``[M, d]``, available ``[M]`` bool, acquired ``[k]`` long -> ``[B]`` long (CPU).
+    """
+    return rollout_scored(qnet, embeddings, available, B, pool_size, episode_len, generator, acquired)[0]
 
 
 def deploy(qnet: ClassQNet, embeddings: torch.Tensor, available: torch.Tensor, B: int, cfg: MisicalConfig,
