@@ -119,6 +119,7 @@ def test_rollout_returns_B_distinct_available():
     assert torch.equal(shorter, picks[:40])  # same generator: a shorter budget is a prefix (selections nest)
 
 
+@pytest.mark.slow  # ~30-55 s; the default run keeps the spec's handcrafted + sky check below
 def test_policy_learns_to_rank_sky_row_first():
     """Spec 9's sanity check in synthetic form: after training, Q(s_0, .) (the one-shot ranking) of top-row
     (sky) cells exceeds that of bottom-row cells on average, and greedy episodes gather far more sky than
