@@ -16,7 +16,7 @@ import numpy as np
 
 from activeseg import UNLABELLED
 from activeseg.errors import DatasetError
-from activeseg.formats.common import check_label_map, label_values
+from activeseg.formats.common import alternating_runs, check_label_map, expand_runs, label_values
 
 _SOURCE = "<COCO annotations>"
 
@@ -29,12 +29,7 @@ def encode_counts(mask: np.ndarray) -> list[int]:
     Shape:
         mask: ``[h, w]`` bool.
     """
-    flat = np.asarray(mask, dtype=bool).ravel(order="F")  # column-major
-    if flat.size == 0:
-        return []
-    bounds = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1, [flat.size]])
-    runs = np.diff(bounds).tolist()
-    return [0, *runs] if flat[0] else runs
+    return alternating_runs(np.asarray(mask, dtype=bool).ravel(order="F"))  # column-major
 
 
 def decode_counts(
@@ -56,8 +51,7 @@ def decode_counts(
             f"[{height}, {width}] has {height * width} pixels",
             "check that 'size' is [height, width] and the counts belong to this image",
         )
-    values = np.arange(len(runs)) % 2 == 1
-    return np.repeat(values, runs).reshape((height, width), order="F")  # column-major
+    return expand_runs(runs).reshape((height, width), order="F")  # column-major
 
 
 def counts_to_string(counts: Sequence[int]) -> str:

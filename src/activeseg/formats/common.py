@@ -96,6 +96,23 @@ def value_of(name: object, values: dict[str, int], source: Path | str, item: str
     return values[name]
 
 
+def alternating_runs(flat: np.ndarray) -> list[int]:
+    """Lengths of the alternating runs of a flattened binary mask, background first (a mask that starts
+    with foreground starts with a 0-length run): the run-length form COCO and CVAT share."""
+    flat = np.asarray(flat, dtype=bool)
+    if flat.size == 0:
+        return []
+    bounds = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1, [flat.size]])
+    runs = np.diff(bounds).tolist()
+    return [0, *runs] if flat[0] else runs
+
+
+def expand_runs(runs: np.ndarray) -> np.ndarray:
+    """The flat binary mask of alternating run lengths (background first); the inverse of
+    ``alternating_runs``. The caller checks the lengths and reshapes."""
+    return np.repeat(np.arange(len(runs)) % 2 == 1, runs)
+
+
 def check_overlap_policy(policy: str) -> None:
     """Raises ConfigError unless ``policy`` is ``ignore`` or ``last_wins`` (spec §2 rule 4)."""
     if policy not in _OVERLAP_POLICIES:

@@ -23,8 +23,10 @@ from activeseg.errors import ConfigError, DatasetError
 from activeseg.formats.common import (
     VOID_NAME,
     Box,
+    alternating_runs,
     check_label_map,
     check_overlap_policy,
+    expand_runs,
     label_values,
     merge_layers,
     open_safe_zip,
@@ -51,12 +53,7 @@ def encode_runs(mask: np.ndarray) -> list[int]:
     Shape:
         mask: ``[height, width]`` bool.
     """
-    flat = np.asarray(mask, dtype=bool).ravel()
-    if flat.size == 0:
-        return []
-    bounds = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1, [flat.size]])
-    runs = np.diff(bounds).tolist()
-    return [0, *runs] if flat[0] else runs
+    return alternating_runs(np.asarray(mask, dtype=bool).ravel())  # row-major inside the box
 
 
 def decode_runs(
@@ -78,8 +75,7 @@ def decode_runs(
             f"{width}x{height} mask box has {width * height} pixels",
             "re-export the task from CVAT; the mask's rle must cover its width x height box exactly",
         )
-    values = np.arange(len(counts)) % 2 == 1  # background, foreground, background, ...
-    return np.repeat(values, counts).reshape(height, width)  # row-major inside the box
+    return expand_runs(counts).reshape(height, width)  # row-major inside the box
 
 
 def mask_to_cvat(mask: np.ndarray) -> tuple[list[int], Box] | None:
