@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from activeseg.errors import ConfigError
+
 
 def atomic_torch_save(obj: object, path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename it into place."""
@@ -20,3 +22,19 @@ def atomic_torch_save(obj: object, path: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def load_checked(path: Path | str, fmt: str, missing: str, wrong: str) -> dict:
+    """The dict saved at ``path`` whose ``format`` entry is ``fmt`` (a file this project wrote).
+
+    Raises:
+        ConfigError: ``"{path}: {missing}"`` when there is no such file, ``"{path}: {wrong} (expected format
+            {fmt})"`` when it holds something else.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: {missing}")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(saved, dict) or saved.get("format") != fmt:
+        raise ConfigError(f"{path}: {wrong} (expected format {fmt})")
+    return saved

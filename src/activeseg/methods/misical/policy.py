@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from activeseg.config import from_dict, to_dict
 from activeseg.errors import ConfigError
-from activeseg.fileio import atomic_torch_save
+from activeseg.fileio import atomic_torch_save, load_checked
 from activeseg.methods.misical.config import MisicalConfig
 from activeseg.methods.ralis.agent import UPDATE_KEYS, AgentDivergedError, DQNConfig, episode_diagnostics, runaway
 from activeseg.methods.misical.quantity import reward as step_reward
@@ -226,13 +226,8 @@ def save_policy(path: Path, qnet: ClassQNet, cfg: MisicalConfig, meta: dict) -> 
 
 def load_policy(path: Path | str) -> tuple[ClassQNet, dict]:
     """The Q-network (eval mode, CPU) and the meta of a policy file; ``meta["config"]`` is its MisicalConfig."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: MiSiCAL policy file not found; train one first (train_class_policy, then "
-                          "save_policy) or fix misical.policy")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != POLICY_FORMAT:
-        raise ConfigError(f"{path}: not a MiSiCAL policy file (expected format {POLICY_FORMAT})")
+    ckpt = load_checked(path, POLICY_FORMAT, "MiSiCAL policy file not found; train one first (train_class_policy, "
+                        "then save_policy) or fix misical.policy", "not a MiSiCAL policy file")
     qnet = ClassQNet(ckpt["embed_dim"], tuple(ckpt["hidden"]))
     qnet.load_state_dict(ckpt["qnet"])
     qnet.eval()

@@ -16,7 +16,7 @@ from activeseg.al.state import LabelledState
 from activeseg.al.strategies import SelectionContext, encoded_inputs
 from activeseg.config import from_dict, to_dict
 from activeseg.errors import ConfigError
-from activeseg.fileio import atomic_torch_save
+from activeseg.fileio import atomic_torch_save, load_checked
 from activeseg.methods.ralis.features import (
     BINS,
     DescriptorConfig,
@@ -140,12 +140,9 @@ def save_agent(path: Path, qnet: QueryNetwork, desc: DescriptorConfig, num_class
 def load_agent(path: str | Path) -> tuple[QueryNetwork, DescriptorConfig, int]:
     """The query network, descriptor options and class count of an agent checkpoint."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: agent checkpoint not found; train one with `activeseg agent train CONFIG` "
-                          "(it writes agent_last.pt and agent_best.pt in its out folder)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != AGENT_FORMAT:
-        raise ConfigError(f"{path}: not an activeseg RALIS agent (expected format {AGENT_FORMAT})")
+    ckpt = load_checked(path, AGENT_FORMAT, "agent checkpoint not found; train one with `activeseg agent train "
+                        "CONFIG` (it writes agent_last.pt and agent_best.pt in its out folder)",
+                        "not an activeseg RALIS agent")
     if ckpt["kl_dim"] != 2 * BINS:
         raise ConfigError(f"{path}: the agent uses {ckpt['kl_dim']} KL-histogram features; this version builds {2 * BINS}")
     qnet = QueryNetwork(ckpt["state_regions"], ckpt["phi_dim"], ckpt["kl_dim"], ckpt["first_relu"])
