@@ -131,7 +131,8 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     return F.cross_entropy(logits, target, ignore_index=IGNORE)
 
 
-def _to(inputs: object, device: torch.device) -> object:
+def to_device(inputs: object, device: torch.device) -> object:
+    """A batch's inputs (an image tensor, or a list of feature levels) on ``device``."""
     if isinstance(inputs, torch.Tensor):
         return inputs.to(device, non_blocking=True)
     return [t.to(device, non_blocking=True) for t in inputs]  # type: ignore[union-attr]
@@ -185,7 +186,7 @@ def train_one_epoch(model: Segmenter, batches: Iterator, optimizer: torch.optim.
     losses = []
     for inputs, labels in tqdm(batches, total=total, desc="train", disable=not progress, leave=False):
         labels = labels.to(device)
-        loss = model_loss(model, _to(inputs, device), labels)
+        loss = model_loss(model, to_device(inputs, device), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip is not None:
@@ -204,7 +205,7 @@ def predict(model: Segmenter, source: Source, device: torch.device, batch_size: 
     for start in range(0, len(indices), batch_size):
         idx = indices[start:start + batch_size]
         inputs, labels = source.inputs(idx, torch.zeros(len(idx), dtype=torch.bool), None)
-        yield model(_to(inputs, device), out_size=tuple(labels.shape[-2:])), labels
+        yield model(to_device(inputs, device), out_size=tuple(labels.shape[-2:])), labels
 
 
 def evaluate(model: Segmenter, source: Source, num_classes: int, device: torch.device,
@@ -227,7 +228,7 @@ def head_metrics(model: Segmenter, source: Source | None, device: torch.device, 
     for start in range(0, len(source), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(source)))
         inputs, labels = source.inputs(idx, torch.zeros(len(idx), dtype=torch.bool), None)
-        outputs = model.outputs(_to(inputs, device), out_size=tuple(labels.shape[-2:]))
+        outputs = model.outputs(to_device(inputs, device), out_size=tuple(labels.shape[-2:]))
         for acc in accumulators:
             acc.update(outputs, labels.to(device))
     return {k: v for acc in accumulators for k, v in acc.result().items()}

@@ -27,8 +27,8 @@ from activeseg.methods.ripu.scores import ripu_score
 from activeseg.methods.ripu.select import pixels_per_round, select_pixels, select_squares, squares_per_round
 from activeseg.models.segmenter import Segmenter
 from activeseg.train.metrics import summarize
-from activeseg.train.sources import FeatureSource, ImageSource
-from activeseg.train.trainer import SOURCE, TARGET, evaluate, loss_terms, predict
+from activeseg.train.sources import ConcatSource, FeatureSource, ImageSource
+from activeseg.train.trainer import SOURCE, TARGET, evaluate, loss_terms, predict, to_device
 
 log = logging.getLogger(__name__)
 Source = FeatureSource | ImageSource
@@ -140,23 +140,12 @@ def acquire(maps: dict[str, torch.Tensor], state: PixelLabelledState, cfg: RipuC
     return {"pixels": added, "units": len(centres), "centres": centres, "scores": scores}
 
 
-def _batch(source: Source, count: int, generator: torch.Generator, flip: bool):
-    """``count`` images drawn uniformly (with replacement across iterations), optionally mirrored."""
-    index = torch.randint(len(source), (count,), generator=generator)
+def _draw(size: int, count: int, generator: torch.Generator, flip: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` indices into ``size`` images drawn uniformly (with replacement across iterations), and
+    which of them to mirror."""
+    index = torch.randint(size, (count,), generator=generator)
     flipped = (torch.rand(count, generator=generator) < 0.5) if flip else torch.zeros(count, dtype=torch.bool)
-    return source.inputs(index, flipped, None)
-
-
-def _join(a: object, b: object) -> object:
-    if isinstance(a, torch.Tensor):
-        return torch.cat([a, b])
-    return [torch.cat([x, y]) for x, y in zip(a, b)]  # type: ignore[arg-type]
-
-
-def _to(inputs: object, device: torch.device) -> object:
-    if isinstance(inputs, torch.Tensor):
-        return inputs.to(device)
-    return [t.to(device) for t in inputs]  # type: ignore[union-attr]
+    return index, flipped
 
 
 @dataclass
@@ -242,11 +231,14 @@ def run_domain_adaptation(model: Segmenter, data: DomainData, cfg: RipuConfig, v
         model.train()
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * (1 - it / span) ** 0.9
-        inputs, labels = _batch(data.source, cfg.batch_source, generator, cfg.flip)
-        if use_target:
-            t_inputs, t_labels = _batch(target, cfg.batch_target, generator, cfg.flip)
-            inputs, labels = _join(inputs, t_inputs), torch.cat([labels, t_labels])
-        terms = loss_terms(model, _to(inputs, device), labels.to(device), domains)
+        index, flipped = _draw(len(data.source), cfg.batch_source, generator, cfg.flip)
+        if use_target:  # the source images, then the target images, of one batch
+            t_index, t_flipped = _draw(len(target), cfg.batch_target, generator, cfg.flip)
+            inputs, labels = ConcatSource(data.source, target).inputs(
+                torch.cat([index, t_index + len(data.source)]), torch.cat([flipped, t_flipped]), None)
+        else:
+            inputs, labels = data.source.inputs(index, flipped, None)
+        terms = loss_terms(model, to_device(inputs, device), labels.to(device), domains)
         loss = sum(terms.values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
