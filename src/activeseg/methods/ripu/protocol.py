@@ -28,7 +28,7 @@ from activeseg.methods.ripu.select import pixels_per_round, select_pixels, selec
 from activeseg.models.segmenter import Segmenter
 from activeseg.train.metrics import summarize
 from activeseg.train.sources import ConcatSource, FeatureSource, ImageSource
-from activeseg.train.trainer import SOURCE, TARGET, evaluate, loss_terms, predict, to_device
+from activeseg.train.trainer import SOURCE, TARGET, TrainConfig, evaluate, loss_terms, make_optimizer, predict, to_device
 
 log = logging.getLogger(__name__)
 Source = FeatureSource | ImageSource
@@ -179,12 +179,8 @@ def run_domain_adaptation(model: Segmenter, data: DomainData, cfg: RipuConfig, v
     use_target, _, fully_labelled = REFERENCES.get(variant, (True, True, False))
     generator = torch.Generator().manual_seed(seed)
     state = PixelLabelledState(len(data.target), data.size)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        optimizer: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                                                           weight_decay=cfg.weight_decay)
-    else:
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(model, TrainConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer,
+                                                  momentum=cfg.momentum))
     start, curve, rounds, seconds = 0, [], [], 0.0
     window: dict[str, list[float]] = {}  # loss terms of the iterations since the last curve point
     if checkpoint is not None:
