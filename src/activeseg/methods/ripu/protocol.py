@@ -28,7 +28,8 @@ from activeseg.methods.ripu.select import pixels_per_round, select_pixels, selec
 from activeseg.models.segmenter import Segmenter
 from activeseg.train.metrics import summarize
 from activeseg.train.sources import ConcatSource, FeatureSource, ImageSource
-from activeseg.train.trainer import SOURCE, TARGET, TrainConfig, evaluate, loss_terms, make_optimizer, predict, to_device
+from activeseg.train.trainer import (SOURCE, TARGET, TrainConfig, evaluate, loss_terms, make_optimizer, predict,
+                                     to_device)
 
 log = logging.getLogger(__name__)
 Source = FeatureSource | ImageSource
