@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-slow benchmark-supervised benchmark-acquisition benchmark-lowstart benchmark-camvid benchmark-ralis clean
+.PHONY: install demo test test-slow benchmark-supervised benchmark-acquisition benchmark-lowstart benchmark-camvid benchmark-ralis labelstudio-roundtrip clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,17 @@ benchmark-ralis: $(STAMP)
 	$(VENV)/bin/activeseg benchmark configs/camvid_ralis.yaml
 	$(VENV)/bin/activeseg benchmark configs/camvid_ralis_best.yaml
 	$(PY) benchmarks/ralis_policy_check.py configs/ralis_agent_camvid.yaml --episodes 5 --out docs/ralis
+
+# A live Label Studio round trip of our crop tasks. Label Studio (a Django app with many pins) goes into
+# its own venv .venv-ls, never into .venv; the harness talks to it over its REST API.
+LS_VENV := .venv-ls
+LS_VERSION := 1.23.2
+
+labelstudio-roundtrip: $(STAMP)
+	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
+	printf '*\n' > $(LS_VENV)/.gitignore
+	$(LS_VENV)/bin/python -m pip install -q label-studio==$(LS_VERSION)
+	$(PY) benchmarks/labelstudio_live.py --camvid 12 --out docs/labelstudio_roundtrip.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -31,6 +31,9 @@ app.add_typer(ripu_app, name="ripu")
 misical_app = typer.Typer(no_args_is_help=True, help="MiSiCAL-style (reconstruction): a region policy per class, learned "
                           "on fixed region embeddings, that selects any budget without retraining a model.")
 app.add_typer(misical_app, name="misical")
+project_app = typer.Typer(no_args_is_help=True, help="Label your own images: a project folder, queries exported to "
+                          "Label Studio / CVAT / PNG crops, labels imported back, training, repeat.")
+app.add_typer(project_app, name="project")
 
 RESUME_HINT = ("interrupted: every finished step, episode and checkpoint is saved. Run the same command again to "
                "continue (`activeseg run` needs --resume; `benchmark` and `agent train` resume by themselves).")
@@ -398,6 +401,138 @@ def data_domain(
     them) and whose test split the target test images, for region experiments in the domain-shift setting."""
     folder = commands.run_data_domain(setting, out, dataset, data_root, force)
     typer.echo(f"written: {folder} (roles: {folder / 'roles'})")
+
+
+@project_app.command("init")
+def project_init(
+    directory: Path = typer.Argument(..., help="New project folder."),
+    images: Path = typer.Option(..., help="Folder of your images (.jpg/.png); they are read in place, not copied."),
+    classes: Path = typer.Option(..., help="classes.json: class names (and colours, ignore_index)."),
+    labels: Optional[Path] = typer.Option(None, help="Folder of existing label PNGs named like the images: full ones "
+                                          "train the start model, partial ones (255 = unlabelled) label the grid "
+                                          "regions they cover."),
+    val: Optional[Path] = typer.Option(None, help="Labelled validation folder (images/ and labels/): early stopping "
+                                       "and validation mIoU."),
+    config: Optional[Path] = typer.Option(None, help="Project settings YAML (keys: docs/config_keys.md, project "
+                                          "section; e.g. configs/project_camvid.yaml)."),
+) -> None:
+    """Creates a labelling project over a folder of images."""
+    from activeseg.project.workspace import Project
+    project = Project.init(directory, images, classes, labels, val, config)
+    typer.echo(f"project {project.dir}: {len(project.pool_images())} images to query, "
+               f"{len(project.start_images())} fully labelled; next: activeseg project query {directory} "
+               f"--strategy random --regions 24")
+
+
+@project_app.command("query")
+def project_query(
+    directory: Path = typer.Argument(..., help="Project folder."),
+    strategy: Optional[str] = typer.Option(None, help="random, entropy, margin, bald, deal_de, deal_ds, ripu_grid, "
+                                           "misical (default: the project's al.strategy)."),
+    regions: Optional[int] = typer.Option(None, help="Regions to query this round (default: al.regions_per_step)."),
+    full_image: bool = typer.Option(False, "--full-image", help="Export whole images with the box highlighted "
+                                    "instead of crops."),
+    target_class: Optional[str] = typer.Option(None, help="misical: the class to mine."),
+    policy: Optional[Path] = typer.Option(None, help="misical: the trained policy file."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Scores every unlabelled region and exports the next round of queries (exports/round_NNN)."""
+    from activeseg.project.query import run_query
+    from activeseg.project.session import load_session
+    from activeseg.project.workspace import Project
+    project = Project.open(directory)
+    export = replace(project.cfg.export, mode="full_image") if full_image else None
+    out = run_query(load_session(project, not quiet), strategy, regions, export, target_class, policy)
+    typer.echo(f"round {out['round']}: {out['queries']} queries ({out['strategy']}, model {out['model_version']}) "
+               f"-> {out['export']}")
+
+
+@project_app.command("import")
+def project_import(
+    directory: Path = typer.Argument(..., help="Project folder."),
+    file: Path = typer.Argument(..., help="Label Studio JSON export, CVAT XML (or zip), CVAT Segmentation-mask zip, "
+                                "COCO JSON, or a folder of PNG masks."),
+) -> None:
+    """Imports labels; all or nothing: a bad file changes nothing and the error names the fix."""
+    from activeseg.project.importer import import_labels
+    from activeseg.project.workspace import Project
+    out = import_labels(Project.open(directory), file)
+    for q in out["queries"]:
+        cov = f" coverage {q['coverage']:.3f}" if "coverage" in q else ""
+        typer.echo(f"{q['query_id']}: {q['status']}{cov}{' ' + '; '.join(q['notes']) if q.get('notes') else ''}")
+    typer.echo(f"{out['format']}: {out['labelled']} labelled, {out['rejected']} rejected, {out['unchanged']} "
+               f"already labelled")
+
+
+@project_app.command("train")
+def project_train(
+    directory: Path = typer.Argument(..., help="Project folder."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Trains on everything labelled (start images included); a killed training resumes where it stopped."""
+    from activeseg.project.session import load_session
+    from activeseg.project.training import train_project
+    from activeseg.project.workspace import Project
+    out = train_project(load_session(Project.open(directory), not quiet), not quiet)
+    val = out.get("val", {}).get("miou") if isinstance(out.get("val"), dict) else None
+    typer.echo(f"{out['version']}{' (up to date)' if out['up_to_date'] else ''}"
+               f"{'' if val is None else f': val mIoU {val:.4f}'}")
+
+
+@project_app.command("status")
+def project_status(
+    directory: Path = typer.Argument(..., help="Project folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print the status as JSON."),
+) -> None:
+    """Rounds, queries, pixels and regions labelled per class, validation mIoU per training, what to do next."""
+    from activeseg.project.training import project_status as status
+    from activeseg.project.workspace import Project
+    out = status(Project.open(directory))
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+        return
+    typer.echo(f"project {out['project']}: {out['images']['pool']} pool images, {out['images']['start']} start images")
+    typer.echo(f"rounds: {len(out['rounds'])}; queries: " + ", ".join(f"{k} {v}" for k, v in out["queries"].items()))
+    typer.echo("labelled pixels per class: " + ", ".join(f"{k} {v}" for k, v in out["pixels_per_class"].items()))
+    for t in out["trained"]:
+        typer.echo(f"  {t['version']}: {t['labelled_regions']} regions, val mIoU "
+                   f"{'-' if t['val_miou'] is None else format(t['val_miou'], '.4f')}")
+    typer.echo(f"next: {out['next']}")
+
+
+@project_app.command("answer")
+def project_answer(
+    directory: Path = typer.Argument(..., help="Project folder."),
+    truth: Path = typer.Option(..., help="Folder of ground-truth label PNGs (<image_id>.png, native size)."),
+    out: Path = typer.Option(..., help="Export to write (a .json, a .zip, or a folder for png_folder)."),
+    fmt: str = typer.Option("labelstudio", "--format", help="labelstudio, cvat_segmask or png_folder."),
+) -> None:
+    """Simulated annotator: answers the open queries from ground truth, as a tool's export file."""
+    from activeseg.project.answer import write_answers
+    from activeseg.project.workspace import Project
+    n = write_answers(Project.open(directory), truth, out, fmt)
+    typer.echo(f"{n} answers written to {out}; import them with: activeseg project import {directory} {out}")
+
+
+@project_app.command("simulate")
+def project_simulate(
+    directory: Path = typer.Argument(..., help="Project folder."),
+    truth: Path = typer.Option(..., help="Folder of ground-truth label PNGs (<image_id>.png)."),
+    budgets: str = typer.Option(..., help="Labelled-region counts to train at, e.g. 480,960."),
+    strategy: Optional[str] = typer.Option(None, help="Strategy (default: the project's al.strategy)."),
+    regions: Optional[int] = typer.Option(None, help="Regions per round (default: al.regions_per_step)."),
+    fmt: str = typer.Option("labelstudio", "--format", help="Answer format: labelstudio, cvat_segmask, png_folder."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Rounds of query -> ground-truth answers as export files -> import, training at each budget."""
+    from activeseg.project.session import load_session
+    from activeseg.project.simulate import simulate
+    from activeseg.project.workspace import Project
+    records = simulate(load_session(Project.open(directory), not quiet), truth, _int_list(budgets, "--budgets"),
+                       strategy, regions, fmt, not quiet)
+    for r in records:
+        val = r.get("val", {}).get("miou") if isinstance(r.get("val"), dict) else None
+        typer.echo(f"{r['version']}: {'-' if val is None else f'val mIoU {val:.4f}'}")
 
 
 def main() -> None:

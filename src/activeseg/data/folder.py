@@ -165,15 +165,17 @@ def fit_pair(image: Image.Image, label: np.ndarray, size: tuple[int, int], fit: 
 
 
 def load_split(dataset_dir: Path, split: str, size: tuple[int, int], fit: Fit = "stretch",
-               stems: list[str] | None = None, progress: bool = True) -> SegmentationSplit:
-    """Validates and loads a split (or the images named by ``stems``) at ``size = (H, W)``.
+               stems: list[str] | None = None, progress: bool = True, classes: ClassInfo | None = None
+               ) -> SegmentationSplit:
+    """Validates and loads a split (or the images named by ``stems``) at ``size = (H, W)``; the classes
+    are read from ``dataset_dir/classes.json`` unless given.
 
     Raises:
         DatasetError: any file breaks the folder format; the message names it and the remedy.
     """
     if fit not in ("stretch", "pad"):
         raise DatasetError(dataset_dir, f"unknown fit mode {fit!r}", "use 'stretch' or 'pad'")
-    classes = load_classes(dataset_dir / "classes.json")
+    classes = classes or load_classes(dataset_dir / "classes.json")
     split_dir = dataset_dir / split
     if not split_dir.is_dir():
         known = sorted(p.name for p in dataset_dir.iterdir() if (p / "images").is_dir())
@@ -206,6 +208,40 @@ def load_split(dataset_dir: Path, split: str, size: tuple[int, int], fit: Fit = 
                     split_dir, len(distorted), len(pairs), W, H, ", ".join(distorted[:3]))
     return SegmentationSplit(split, [p[0] for p in pairs], images, labels, classes,
                              None if bool(content.all()) else content)
+
+
+def list_images(folder: Path) -> list[tuple[str, Path]]:
+    """``(stem, path)`` of every image file in ``folder``, sorted by stem.
+
+    Raises:
+        DatasetError: the folder is missing or empty, or two images share a stem.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(folder, "images folder not found", "give the folder that holds your .jpg/.png images")
+    images: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            if p.stem in images:
+                raise DatasetError(p, f"two images share the stem '{p.stem}'", "keep one of them")
+            images[p.stem] = p
+    if not images:
+        raise DatasetError(folder, f"no images ({', '.join(IMAGE_SUFFIXES)}) in the folder",
+                           "give the folder that holds your images")
+    return sorted(images.items())
+
+
+def load_images(items: list[tuple[str, Path]], size: tuple[int, int], classes: ClassInfo, name: str = "images",
+                progress: bool = True) -> SegmentationSplit:
+    """Unlabelled images (``(stem, path)`` pairs, in that order) at ``size = (H, W)``, stretched, with
+    label maps that are all 255 (unlabelled)."""
+    H, W = size
+    images = torch.empty((len(items), 3, H, W), dtype=torch.uint8)
+    for i, (_, path) in enumerate(tqdm(items, desc=f"load {name}", disable=not progress, leave=False)):
+        image = ImageOps.exif_transpose(_open(path, "image")).convert("RGB")
+        images[i] = torch.from_numpy(np.array(image.resize((W, H), Image.BILINEAR))).permute(2, 0, 1)
+    labels = torch.full((len(items), H, W), UNLABELLED, dtype=torch.uint8)
+    return SegmentationSplit(name, [s for s, _ in items], images, labels, classes)
 
 
 def native_size(dataset_dir: Path, split: str) -> tuple[int, int] | None:

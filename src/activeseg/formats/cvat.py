@@ -278,9 +278,13 @@ def labelmap_text(
     """``labelmap.txt``: ``background:0,0,0::``, one line per class, then ``void``.
 
     Raises:
-        ConfigError: a colour repeats, or a class or void uses black (the background colour).
+        ConfigError: a colour repeats, a class or void uses black (the background colour), or a class is
+            named like the format's reserved background label.
     """
     label_values(class_names)
+    if BACKGROUND in class_names:
+        raise ConfigError(f"a class is named {BACKGROUND!r}, the label the Segmentation mask format reserves for "
+                          f"unlabelled pixels; rename the class (e.g. 'ground') or export Label Studio or CVAT XML")
     entries = [(BACKGROUND, (0, 0, 0)), *zip(class_names, colors), (VOID_NAME, void_color)]
     rgb = [tuple(int(c) for c in color) for _, color in entries]
     if len(set(rgb)) != len(rgb):

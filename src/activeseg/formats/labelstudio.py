@@ -139,7 +139,8 @@ def make_task(
         acq_score: its score (also the prediction score, so tasks sort by it).
         model_version: the model that scored the query.
         crop: the crop this task shows; the prediction then holds the target box in crop pixels
-            and ``original_width/height`` = the crop size.
+            and ``original_width/height`` = the crop size, and ``data.crop_px`` the crop box in
+            native image pixels.
     """
     width, height = (crop.box.width, crop.box.height) if crop is not None else image_size
     target = crop.target_in_crop if crop is not None else box
@@ -162,7 +163,7 @@ def make_task(
             "al_round": al_round,
             "strategy": strategy,
             "acq_score": acq_score,
-        },
+        } | ({"crop_px": crop.box._asdict()} if crop is not None else {}),
         "predictions": [{"model_version": model_version, "score": acq_score, "result": [rect]}],
     }
 

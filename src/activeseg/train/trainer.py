@@ -258,7 +258,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.
 def fit(model: Segmenter, train: Source, val: Source | None, num_classes: int, cfg: TrainConfig,
         device: torch.device, generator: torch.Generator, indices: torch.Tensor | None = None,
         keep: list[Box | list[Box]] | None = None, align: int = 32, progress: bool = True,
-        on_improve: Callable[[Segmenter, dict], None] | None = None, desc: str = "train") -> FitResult:
+        on_improve: Callable[[Segmenter, dict], None] | None = None, desc: str = "train",
+        on_epoch: Callable[[dict], None] | None = None, resume: dict | None = None) -> FitResult:
     """Trains with early stopping on ``val`` mIoU; the model ends holding its best weights.
 
     Without ``val``, every epoch counts as an improvement and the last weights are kept. With
@@ -267,18 +268,31 @@ def fit(model: Segmenter, train: Source, val: Source | None, num_classes: int, c
     validated (the others' ``val_miou`` is None) and can become the best.
     ``on_improve(model, record)`` is called after each improving epoch (e.g. to save a checkpoint);
     ``desc`` names what is trained on the progress bar of epochs.
+
+    ``on_epoch(snapshot)`` receives, after every epoch, everything needed to continue the training
+    (weights, optimiser, schedule, random streams, history, best weights); ``resume=snapshot`` continues
+    from it, and on CPU the result is bit-identical to an uninterrupted training.
     """
     indices = torch.arange(len(train)) if indices is None else indices
     optimizer = make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg)
-    result, best_state, stale = FitResult(), None, 0
-    if cfg.eval_initial and val is not None:
+    result, best_state, stale, first, stopped = FitResult(), None, 0, 0, False
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        generator.set_state(resume["generator"])
+        torch.set_rng_state(resume["torch_rng"])
+        result = FitResult(list(resume["history"]), resume["best_epoch"], resume["best_miou"])
+        best_state, stale, first, stopped = resume["best_state"], resume["stale"], resume["epoch"] + 1, resume["stopped"]
+    elif cfg.eval_initial and val is not None:
         miou = mean_iou(evaluate(model, val, num_classes, device))
         result.history.append({"epoch": -1, "loss": None, "val_miou": miou, "lr": None})
         result.best_epoch, result.best_miou = -1, miou
         best_state = copy.deepcopy(model.state_dict())
     steps = math.ceil(len(indices) / cfg.batch_size)
-    bar = tqdm(range(cfg.max_epochs), desc=f"{desc}: epochs", disable=not progress)
+    bar = tqdm(range(first, cfg.max_epochs if not stopped else first), desc=f"{desc}: epochs", disable=not progress,
+               initial=first, total=cfg.max_epochs)
     for epoch in bar:
         batches = make_batches(train, indices, cfg.batch_size, generator, cfg.flip, cfg.crop, align, keep)
         loss = train_one_epoch(model, batches, optimizer, device, total=steps, grad_clip=cfg.grad_clip)
@@ -295,8 +309,14 @@ def fit(model: Segmenter, train: Source, val: Source | None, num_classes: int, c
                 on_improve(model, record)
         elif validate:
             stale += 1
-            if cfg.patience and stale >= cfg.patience:
-                break
+            stopped = bool(cfg.patience and stale >= cfg.patience)
+        if on_epoch is not None:
+            on_epoch({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                      "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
+                      "torch_rng": torch.get_rng_state(), "history": result.history, "best_epoch": result.best_epoch,
+                      "best_miou": result.best_miou, "best_state": best_state, "stale": stale, "stopped": stopped})
+        if stopped:
+            break
     if best_state is not None:
         model.load_state_dict(best_state)
     return result

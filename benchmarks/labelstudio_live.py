@@ -1,0 +1,644 @@
+"""Live Label Studio round trip of activeseg's task export and answer import (spec formats.md §3, §7, §8).
+
+Starts a real Label Studio server (the ``label-studio`` PyPI package, installed in the separate
+virtual environment ``.venv-ls`` by ``make labelstudio-roundtrip``), creates a project with our
+labelling config, serves the task images through a Local Files storage, imports our tasks, submits one
+brush annotation per task made from ground truth, exports the project as full JSON and hands the
+export back. The activeseg side talks to the server over its REST API with urllib only, so the
+activeseg venv needs no Label Studio.
+
+What Label Studio 1.23.2 needs, found by reading its ``server.py`` and settings:
+  * user + token, non-interactively: ``label-studio start --username U --password P --user-token T
+    --enable-legacy-api-token`` creates the user at start-up with that token (at most 40 characters,
+    more than 5). 1.23 turns JWT auth on by a feature flag and then refuses ``Authorization: Token T``
+    (HTTP 401) unless the organization allows legacy tokens; ``--enable-legacy-api-token`` (or
+    ``LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true``) sets that when the organization is first created,
+    i.e. in a fresh data dir.
+  * local files: ``LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true`` and
+    ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=<files root>``, and a Local Files *import storage* on the
+    project whose ``path`` is a folder strictly below the document root (the root itself is refused)
+    and contains the file: ``/data/local-files/?d=...`` answers 404 for a file outside every storage.
+    The storage is only created, never synced (a sync would add every PNG as a task of its own).
+  * the full JSON export (``/api/projects/{id}/export?exportType=JSON``) lists a task's predictions
+    by id only (``"predictions": [1]``); the query boxes are compared through ``/api/predictions``.
+
+Run (the Makefile target does both steps):
+    .venv/bin/python benchmarks/labelstudio_live.py --camvid 12 --out docs/labelstudio_roundtrip.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from activeseg import UNLABELLED
+from activeseg.data.classes import load_classes
+from activeseg.data.folder import read_pair, scan_split
+from activeseg.data.roots import resolve_dataset_dir
+from activeseg.formats.brush_rle import encode_brush
+from activeseg.formats.common import VOID_NAME, Box
+from activeseg.formats.crops import CropSpec, crop_for_query, crop_pixels
+from activeseg.formats.labelstudio import labelling_config, local_files_url, make_task, parse_export
+from activeseg.regions import RegionGrid
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_EXECUTABLE = REPO_ROOT / ".venv-ls" / "bin" / "label-studio"
+PINNED_VERSION = "1.23.2"
+INSTALL_HINT = "run `make labelstudio-roundtrip`, which creates .venv-ls with label-studio==" + PINNED_VERSION
+GRID_ROWS, GRID_COLS = 4, 6  # CamVid grid: 90 x 80 px regions of 480 x 360 images
+MASK_FROM_NAME = "mask"
+IMAGE_TO_NAME = "image"
+# Variables the server may need from our environment; everything else (HOST, PORT, USERNAME, DEBUG, ...
+# which Label Studio also reads without a prefix) is left out so it cannot change the server.
+_PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "SYSTEMROOT")
+
+
+class LabelStudioError(RuntimeError):
+    """The Label Studio server or one of its API calls failed; the message names the remedy."""
+
+
+# ---- REST client ----------------------------------------------------------------------------------
+
+
+class Client:
+    """A minimal JSON client for the Label Studio REST API (``Authorization: Token ...``)."""
+
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 120.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, body: object = None) -> bytes:
+        """Sends one request and returns the response body.
+
+        Raises:
+            LabelStudioError: the server answered with an HTTP error or could not be reached.
+        """
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base_url + path, data=data, method=method)
+        if body is not None:
+            req.add_header("Content-Type", "application/json")
+        if self.token:
+            req.add_header("Authorization", f"Token {self.token}")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return resp.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:600].decode(errors="replace")
+            raise LabelStudioError(f"{method} {path} answered HTTP {exc.code}: {detail}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise LabelStudioError(f"{method} {path} failed ({exc}); is the server still running?") from exc
+
+    def json(self, method: str, path: str, body: object = None) -> object:
+        """Sends one request and decodes the JSON answer."""
+        raw = self.request(method, path, body)
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise LabelStudioError(f"{method} {path} did not answer JSON: {raw[:200]!r}") from exc
+
+
+# ---- the server -----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_env(data_dir: Path, files_root: Path) -> dict[str, str]:
+    """The server's environment: data dir, local-file serving under ``files_root``, no phoning home."""
+    env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
+    env.update({
+        "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
+        "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
+        "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(files_root),
+        "LABEL_STUDIO_LATEST_VERSION_CHECK": "false",
+        "LABEL_STUDIO_COLLECT_ANALYTICS": "false",
+        "LABEL_STUDIO_SENTRY_DSN": "",
+        "LABEL_STUDIO_FRONTEND_SENTRY_DSN": "",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+class LabelStudioServer:
+    """A Label Studio server on 127.0.0.1 with one superuser and a legacy API token.
+
+    Use as a context manager: entering starts the server and waits until the token works; leaving
+    kills its process group and removes a temporary data dir.
+
+    Args:
+        files_root: the local-files document root (``/data/local-files/?d=`` paths are relative to it).
+        data_dir: Label Studio's data dir (database, media); a fresh temporary one when None. It must
+            be fresh: legacy token auth is only switched on when the organization is created.
+        executable: the ``label-studio`` script of the separate venv.
+        startup_timeout: seconds to wait for the server to answer.
+    """
+
+    def __init__(self, files_root: Path, data_dir: Path | None = None,
+                 executable: Path = DEFAULT_EXECUTABLE, startup_timeout: float = 300.0) -> None:
+        self.files_root = Path(files_root).resolve()
+        self.executable = Path(executable)
+        self.startup_timeout = startup_timeout
+        self._tmp = None if data_dir is not None else tempfile.TemporaryDirectory(prefix="labelstudio-")
+        self.data_dir = Path(data_dir if data_dir is not None else self._tmp.name).resolve()
+        self.token = secrets.token_hex(20)  # 40 characters: the longest key Label Studio stores
+        self.port = 0
+        self.proc: subprocess.Popen | None = None
+        self.start_seconds = float("nan")
+        self.version = "unknown"
+        self._log = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "server.log"
+
+    def client(self) -> Client:
+        """An API client that authenticates with the user's token."""
+        return Client(self.base_url, self.token)
+
+    def command(self) -> list[str]:
+        """The ``label-studio start`` command line that also creates the user and its token."""
+        return [
+            str(self.executable), "start", "--no-browser", "--internal-host", "127.0.0.1",
+            "--port", str(self.port), "--username", "activeseg@example.com",
+            "--password", secrets.token_urlsafe(16), "--user-token", self.token,
+            "--enable-legacy-api-token", "--log-level", "WARNING",
+        ]
+
+    def start(self) -> None:
+        """Starts the server and waits until it answers and accepts the token."""
+        if not self.executable.is_file():
+            raise LabelStudioError(f"{self.executable} not found; {INSTALL_HINT}")
+        if not self.files_root.is_dir():
+            raise LabelStudioError(f"files root {self.files_root} is not a folder; create it first")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self._log = open(self.log_path, "wb")
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(
+            self.command(), cwd=self.data_dir, env=server_env(self.data_dir, self.files_root),
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self._wait_until_up()
+        self.version = self._check_token()
+        self.start_seconds = time.perf_counter() - t0
+
+    def log_tail(self, chars: int = 3000) -> str:
+        """The end of the server's log, for error messages."""
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return "<no log>"
+
+    def _wait_until_up(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        health = Client(self.base_url, timeout=5)
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise LabelStudioError(
+                    f"label-studio exited with code {self.proc.returncode} while starting; its log ends:\n"
+                    f"{self.log_tail()}\nRemedy: fix the error above, or reinstall: {INSTALL_HINT}")
+            try:
+                if json.loads(health.request("GET", "/health")).get("status") == "UP":
+                    return
+            except (LabelStudioError, json.JSONDecodeError, AttributeError):
+                pass
+            time.sleep(0.5)
+        raise LabelStudioError(f"label-studio did not answer on {self.base_url} within {self.startup_timeout:.0f}"
+                               f" s; its log ends:\n{self.log_tail()}\nRemedy: raise startup_timeout on a busy "
+                               "machine")
+
+    def _check_token(self) -> str:
+        """Checks that the token authenticates; returns the server's release."""
+        client = self.client()
+        try:
+            client.json("GET", "/api/current-user/whoami")
+        except LabelStudioError as exc:
+            raise LabelStudioError(
+                f"the API token was refused ({exc}); legacy token auth is only enabled when the organization "
+                "is created, so start with a fresh --data-dir") from exc
+        version = client.json("GET", "/api/version")
+        return str(version.get("release", "unknown")) if isinstance(version, dict) else "unknown"
+
+    def stop(self) -> None:
+        """Kills the server's process group (TERM, then KILL) and removes a temporary data dir."""
+        if self.proc is not None and self.proc.poll() is None:
+            for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+                try:
+                    os.killpg(self.proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self.proc.wait(timeout=wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> "LabelStudioServer":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+# ---- project set-up -------------------------------------------------------------------------------
+
+
+def label_names(config_xml: str) -> list[str]:
+    """The label names of the ``BrushLabels name="mask"`` tag, in order (class index order, then void)."""
+    root = ET.fromstring(config_xml)
+    for tag in root.iter("BrushLabels"):
+        if tag.get("name") == MASK_FROM_NAME:
+            return [label.get("value") for label in tag.iter("Label")]
+    raise LabelStudioError(f'the labelling config has no <BrushLabels name="{MASK_FROM_NAME}">; write it with '
+                           "activeseg.formats.labelstudio.labelling_config()")
+
+
+def local_file_path(url: str) -> str:
+    """The path (relative to the files root) of a ``/data/local-files/?d=<path>`` URL."""
+    parsed = urllib.parse.urlparse(url)
+    found = urllib.parse.parse_qs(parsed.query).get("d")
+    if parsed.path.rstrip("/") != "/data/local-files" or not found:
+        raise LabelStudioError(f"task image {url!r} is not a /data/local-files/?d=<path> URL; "
+                               "build it with activeseg.formats.labelstudio.local_files_url()")
+    return found[0]
+
+
+def storage_folder(tasks: Sequence[dict], files_root: Path) -> Path:
+    """The deepest folder holding every task image; Label Studio wants one strictly below the root."""
+    dirs = [os.path.dirname(os.path.normpath(files_root / local_file_path(t["data"]["image"]))) for t in tasks]
+    folder = Path(os.path.commonpath(dirs)) if dirs else files_root
+    if folder == files_root or files_root not in folder.parents:
+        raise LabelStudioError(
+            f"the task images lie directly in (or outside) the files root {files_root}; Label Studio only "
+            "serves local files from a storage folder below its document root: put them in a subfolder "
+            "(e.g. crops/) and point the URLs there")
+    return folder
+
+
+def create_project(client: Client, title: str, config_xml: str) -> int:
+    """Creates a project with the labelling config; returns its id."""
+    project = client.json("POST", "/api/projects", {"title": title, "label_config": config_xml})
+    return int(project["id"])
+
+
+def add_local_storage(client: Client, project: int, folder: Path) -> int:
+    """Adds a Local Files import storage (not synced) so the server serves the task images."""
+    body = {"project": project, "path": str(folder), "title": "activeseg task images", "use_blob_urls": False}
+    return int(client.json("POST", "/api/storages/localfiles", body)["id"])
+
+
+def import_tasks(client: Client, project: int, tasks: list[dict]) -> None:
+    """Imports the task list (with its read-only query predictions)."""
+    answer = client.json("POST", f"/api/projects/{project}/import", tasks)
+    if answer.get("task_count") != len(tasks):
+        raise LabelStudioError(f"imported {answer.get('task_count')} of {len(tasks)} tasks: {answer}")
+
+
+def list_tasks(client: Client, project: int, expected: int, page_size: int = 100) -> list[dict]:
+    """Every task of the project (id and data), page by page."""
+    tasks: list[dict] = []
+    page = 1
+    while True:
+        answer = client.json("GET", f"/api/tasks/?project={project}&page={page}&page_size={page_size}")
+        tasks += answer["tasks"]
+        if len(tasks) >= answer["total"] or not answer["tasks"]:
+            break
+        page += 1
+    if len(tasks) != expected:
+        raise LabelStudioError(f"project {project} lists {len(tasks)} tasks, {expected} were imported")
+    return tasks
+
+
+def served_image_size(client: Client, task: dict, files_root: Path) -> tuple[int, int]:
+    """Fetches the task image through the server; checks the bytes are the file's; returns (width, height)."""
+    url = task["data"]["image"]
+    body = client.request("GET", url)
+    if body != (files_root / local_file_path(url)).read_bytes():
+        raise LabelStudioError(f"task {task['id']}: {url} did not serve the file under {files_root}")
+    with Image.open(io.BytesIO(body)) as im:
+        return im.size
+
+
+def brush_results(labels: np.ndarray, names: Sequence[str]) -> list[dict]:
+    """One ``brushlabels`` result per label value present (255 = unlabelled is left unpainted).
+
+    Shape:
+        labels: ``[H, W]`` uint8 class map (value ``i`` is label ``names[i]``).
+    """
+    height, width = labels.shape
+    results = []
+    for value in np.unique(labels).tolist():
+        if value == UNLABELLED:
+            continue
+        if value >= len(names):
+            raise LabelStudioError(f"truth holds label value {value}, but the config has only {len(names)} labels")
+        results.append({
+            "id": f"truth-{value}", "from_name": MASK_FROM_NAME, "to_name": IMAGE_TO_NAME, "type": "brushlabels",
+            "original_width": width, "original_height": height, "image_rotation": 0,
+            "value": {"format": "rle", "rle": encode_brush(labels == value), "brushlabels": [names[value]]},
+        })
+    return results
+
+
+def _data_key(data: dict) -> str:
+    return json.dumps(data, sort_keys=True)
+
+
+def intact_predictions(client: Client, project: int, stored: list[dict], imported: list[dict]) -> int:
+    """How many tasks kept their imported prediction results (the query box) unchanged.
+
+    The full JSON export lists predictions by id only, so they are read from ``/api/predictions``.
+    """
+    answer = client.json("GET", f"/api/predictions/?project={project}")
+    rows = answer.get("results", []) if isinstance(answer, dict) else answer
+    by_task: dict[int, list] = {}
+    for row in rows:
+        by_task.setdefault(row["task"], []).append(row["result"])
+    sent = {_data_key(t["data"]): [p["result"] for p in t.get("predictions", [])] for t in imported}
+    return sum(by_task.get(t["id"], []) == sent.get(_data_key(t["data"])) for t in stored)
+
+
+def export_project(client: Client, project: int, out: Path) -> list[dict]:
+    """Downloads the full JSON export (every task) to ``out``; returns it loaded."""
+    raw = client.request("GET", f"/api/projects/{project}/export?exportType=JSON&download_all_tasks=true")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(raw)
+    export = json.loads(raw)
+    if not isinstance(export, list):
+        raise LabelStudioError(f"the export of project {project} is not a task list; see {out}")
+    return export
+
+
+# ---- the round trip -------------------------------------------------------------------------------
+
+
+def roundtrip(
+    tasks_json: Path,
+    config_xml: Path,
+    files_root: Path,
+    truth: Callable[[dict], np.ndarray],
+    out_export: Path,
+    *,
+    data_dir: Path | None = None,
+    executable: Path = DEFAULT_EXECUTABLE,
+    startup_timeout: float = 300.0,
+) -> dict:
+    """Imports tasks into a live Label Studio, answers each from ground truth, exports the project.
+
+    Args:
+        tasks_json: JSON list of tasks whose ``data.image`` is a ``/data/local-files/?d=<path>`` URL,
+            ``<path>`` relative to ``files_root`` and inside a subfolder of it.
+        config_xml: the labelling config (``labelling_config()``); its ``mask`` labels map label
+            values to names (value ``i`` -> ``i``-th label).
+        files_root: the local-files document root.
+        truth: ``task data -> class map`` of the task image (uint8 ``[H, W]``, the image's size; 255 =
+            leave unpainted); one brush result is submitted per value present.
+        out_export: where the full JSON export is written.
+        data_dir: Label Studio's data dir (a fresh temporary one when None).
+        executable: the ``label-studio`` script of the separate venv.
+        startup_timeout: seconds to wait for the server.
+
+    Returns:
+        ``label_studio_version``, counts (tasks, images served, annotations submitted and exported,
+        predictions exported and stored unchanged) and ``timings_s`` (server start, import, annotate, export).
+    """
+    files_root = Path(files_root).resolve()
+    tasks = json.loads(Path(tasks_json).read_text())
+    config = Path(config_xml).read_text()
+    names = label_names(config)
+    folder = storage_folder(tasks, files_root)
+    timings: dict[str, float] = {}
+    with LabelStudioServer(files_root, data_dir, executable, startup_timeout) as server:
+        client = server.client()
+        timings["server_start"] = server.start_seconds
+        t = time.perf_counter()
+        project = create_project(client, "activeseg live round trip", config)
+        add_local_storage(client, project, folder)
+        import_tasks(client, project, tasks)
+        stored = list_tasks(client, project, len(tasks))
+        timings["import"] = time.perf_counter() - t
+        predictions_intact = intact_predictions(client, project, stored, tasks)
+        t = time.perf_counter()
+        submitted = 0
+        for task in stored:
+            labels = np.asarray(truth(task["data"]))
+            size = served_image_size(client, task, files_root)
+            if labels.shape != (size[1], size[0]):
+                raise LabelStudioError(f"task {task['id']}: truth is {labels.shape[1]}x{labels.shape[0]}, the "
+                                       f"served image {size[0]}x{size[1]}; return the class map of the task image")
+            results = brush_results(labels.astype(np.uint8), names)
+            client.json("POST", f"/api/tasks/{task['id']}/annotations/", {"result": results, "was_cancelled": False})
+            submitted += 1
+        timings["annotate"] = time.perf_counter() - t
+        t = time.perf_counter()
+        export = export_project(client, project, Path(out_export))
+        timings["export"] = time.perf_counter() - t
+        version = server.version
+    return {
+        "label_studio_version": version,
+        "tasks": len(tasks),
+        "images_served": len(stored),
+        "annotations_submitted": submitted,
+        "tasks_exported": len(export),
+        "annotations_exported": sum(len(t.get("annotations") or []) for t in export),
+        "predictions_exported": sum(len(t.get("predictions") or []) for t in export),
+        "predictions_intact": predictions_intact,
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+    }
+
+
+# ---- CamVid crop tasks ----------------------------------------------------------------------------
+
+
+def pick_regions(stems: Sequence[str], n: int, seed: int, regions_per_image: int) -> list[tuple[str, int]]:
+    """``n`` distinct (image stem, grid region id) pairs, drawn with a seeded generator."""
+    total = len(stems) * regions_per_image
+    if not 0 < n <= total:
+        raise ValueError(f"--camvid {n}: choose 1..{total} tasks")
+    picks = np.random.default_rng(seed).choice(total, size=n, replace=False)
+    return [(stems[int(p) // regions_per_image], int(p) % regions_per_image) for p in picks]
+
+
+def build_camvid_tasks(dataset_dir: Path, n: int, seed: int, files_root: Path) -> tuple[list[dict], dict, dict]:
+    """``n`` crop tasks of random 4 x 6 grid regions of CamVid train images, crops saved as PNG.
+
+    Returns:
+        the task list, ``query_id -> full label map`` and ``query_id -> CropSpec``.
+    """
+    classes = load_classes(dataset_dir / "classes.json")
+    pairs = {stem: (img, lab) for stem, img, lab in scan_split(dataset_dir / "train")}
+    (files_root / "crops").mkdir(parents=True, exist_ok=True)
+    tasks, labels, crops = [], {}, {}
+    for stem, rid in pick_regions(sorted(pairs), n, seed, GRID_ROWS * GRID_COLS):
+        image, label = read_pair(*pairs[stem], classes)
+        height, width = label.shape
+        y0, y1, x0, x1 = RegionGrid.from_counts(height, width, rows=GRID_ROWS, cols=GRID_COLS).box(rid)
+        box = Box(x0, y0, x1, y1)
+        crop = crop_for_query(box, width, height)
+        qid = f"r000-{stem}-{x0}-{y0}-{x1}-{y1}"
+        rel = f"crops/{qid}.png"
+        Image.fromarray(np.ascontiguousarray(crop_pixels(np.asarray(image), crop))).save(files_root / rel)
+        tasks.append(make_task(image_url=local_files_url(rel), query_id=qid, box=box, image_size=(width, height),
+                               al_round=0, strategy="random", acq_score=0.0, model_version="labelstudio-live",
+                               crop=crop))
+        labels[qid], crops[qid] = label, crop
+    return tasks, labels, crops
+
+
+def crop_truth(labels: dict[str, np.ndarray]) -> Callable[[dict], np.ndarray]:
+    """Truth of a crop task: its image's label map cut to the task's ``data.crop_px``."""
+    def truth(data: dict) -> np.ndarray:
+        return labels[data["query_id"]][Box(**data["crop_px"]).slices]
+    return truth
+
+
+def check_export(export: Path, class_names: Sequence[str], labels: dict, crops: dict[str, CropSpec]) -> dict:
+    """Decodes the export with activeseg's parser and compares every answer with the truth.
+
+    Returns:
+        counts: tasks answered, pixels checked and mismatching inside the query boxes and in the whole
+        crops, the checked box pixels per label name, and ``per_task`` ``[query_id, box mismatches]``.
+    """
+    names = [*class_names, VOID_NAME]
+    histogram = np.zeros(256, dtype=np.int64)
+    sizes = {qid: (c.box.width, c.box.height) for qid, c in crops.items()}
+    answers = parse_export(export, class_names, expected_sizes=sizes)
+    found = {a.query_id: a for a in answers}
+    out = {"answered": 0, "box_pixels_checked": 0, "box_mismatches": 0, "crop_pixels_checked": 0,
+           "crop_mismatches": 0, "per_task": []}
+    for qid, crop in crops.items():
+        answer = found.get(qid)
+        if answer is None or answer.labels is None:
+            out["per_task"].append([qid, None])
+            continue
+        want = crop_pixels(labels[qid], crop)
+        target = crop.target_in_crop.slices
+        bad = int((answer.labels[target] != want[target]).sum())
+        out["answered"] += 1
+        out["box_pixels_checked"] += crop.target.area
+        out["box_mismatches"] += bad
+        out["crop_pixels_checked"] += want.size
+        out["crop_mismatches"] += int((answer.labels != want).sum())
+        out["per_task"].append([qid, bad])
+        histogram += np.bincount(want[target].ravel(), minlength=256)
+    out["box_pixels_by_label"] = {(names[v] if v < len(names) else str(v)): int(histogram[v])
+                                  for v in np.flatnonzero(histogram).tolist()}
+    return out
+
+
+def camvid_roundtrip(n: int, *, data_root: Path | None = None, seed: int = 0, work_dir: Path | None = None,
+                     data_dir: Path | None = None, executable: Path = DEFAULT_EXECUTABLE) -> dict:
+    """The CamVid crop-task round trip: build ``n`` tasks, run :func:`roundtrip`, check the export.
+
+    Args:
+        n: number of crop tasks.
+        data_root: data root holding ``camvid/`` (default: ``$ACTIVESEG_DATA``, then ../shared/data).
+        seed: seed of the region draw.
+        work_dir: where tasks, crops and the export are written (a temporary folder when None).
+        data_dir: Label Studio's data dir (a fresh temporary one when None).
+        executable: the ``label-studio`` script of the separate venv.
+
+    Returns:
+        the summary; ``mismatches`` is 0 and ``unanswered`` is 0 when the round trip is exact.
+    """
+    dataset_dir = resolve_dataset_dir("camvid", data_root)
+    classes = load_classes(dataset_dir / "classes.json")
+    with tempfile.TemporaryDirectory(prefix="ls-roundtrip-") as tmp:
+        work = Path(work_dir) if work_dir is not None else Path(tmp)
+        files_root = work / "files"
+        t = time.perf_counter()
+        tasks, labels, crops = build_camvid_tasks(dataset_dir, n, seed, files_root)
+        (work / "tasks.json").write_text(json.dumps(tasks, indent=1))
+        (work / "config.xml").write_text(labelling_config(classes.names, classes.colors))
+        build_s = time.perf_counter() - t
+        stats = roundtrip(work / "tasks.json", work / "config.xml", files_root, crop_truth(labels),
+                          work / "export.json", data_dir=data_dir, executable=executable)
+        t = time.perf_counter()
+        check = check_export(work / "export.json", classes.names, labels, crops)
+        check_s = time.perf_counter() - t
+    stats["timings_s"] |= {"build_tasks": round(build_s, 3), "parse_and_check": round(check_s, 3)}
+    unanswered = [qid for qid, bad in check["per_task"] if bad is None]
+    return {
+        "pinned_version": PINNED_VERSION, **stats, "seed": seed, "dataset": str(dataset_dir),
+        "task_kind": "crop tasks of 90x80 grid regions (4 x 6 grid, 480 x 360 images), crop_margin 0.25",
+        "auth": "label-studio start --username --password --user-token --enable-legacy-api-token; "
+                "Authorization: Token <user token>",
+        "local_files": "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true, LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=<files "
+                       "root>, unsynced Local Files import storage on <files root>/crops",
+        "answered": check["answered"], "unanswered": unanswered,
+        "box_pixels_checked": check["box_pixels_checked"], "crop_pixels_checked": check["crop_pixels_checked"],
+        "crop_mismatches": check["crop_mismatches"], "mismatches": check["box_mismatches"],
+        "box_pixels_by_label": check["box_pixels_by_label"],
+        "per_task_box_mismatches": dict((qid, bad) for qid, bad in check["per_task"]),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: ``--camvid N``; prints the JSON summary, exits 1 on any mismatch, unanswered task or changed box."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--camvid", type=int, required=True, metavar="N", help="number of CamVid crop tasks")
+    ap.add_argument("--data-root", type=Path, default=None, help="data root holding camvid/ (default: "
+                    "$ACTIVESEG_DATA, then ../shared/data)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work-dir", type=Path, default=None, help="keep tasks, crops and the export here")
+    ap.add_argument("--data-dir", type=Path, default=None, help="Label Studio's data dir; must be fresh "
+                    "(default: a temporary one)")
+    ap.add_argument("--label-studio", type=Path, default=DEFAULT_EXECUTABLE, help="the label-studio script")
+    ap.add_argument("--out", type=Path, default=None, help="also write the summary JSON here")
+    args = ap.parse_args(argv)
+    summary = camvid_roundtrip(args.camvid, data_root=args.data_root, seed=args.seed, work_dir=args.work_dir,
+                               data_dir=args.data_dir, executable=args.label_studio)
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    ok = (summary["mismatches"] == 0 and summary["crop_mismatches"] == 0 and not summary["unanswered"]
+          and summary["predictions_intact"] == summary["tasks"])
+    if not ok:
+        print("round trip NOT exact: see mismatches, crop_mismatches, unanswered, predictions_intact above",
+              file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
