@@ -47,8 +47,9 @@ benchmark-ralis: $(STAMP)
 	$(VENV)/bin/activeseg benchmark configs/camvid_ralis_best.yaml
 	$(PY) benchmarks/ralis_policy_check.py configs/ralis_agent_camvid.yaml --episodes 5 --out docs/ralis
 
-# A live Label Studio round trip of our crop tasks. Label Studio (a Django app with many pins) goes into
-# its own venv .venv-ls, never into .venv; the harness talks to it over its REST API.
+# A live Label Studio round trip of our crop tasks (built directly, and a project round exported by
+# `activeseg project query` and imported back by `activeseg project import`). Label Studio (a Django app
+# with many pins) goes into its own venv .venv-ls, never into .venv; the harness talks to it over its REST API.
 LS_VENV := .venv-ls
 LS_VERSION := 1.23.2
 
@@ -57,6 +58,7 @@ labelstudio-roundtrip: $(STAMP)
 	printf '*\n' > $(LS_VENV)/.gitignore
 	$(LS_VENV)/bin/python -m pip install -q label-studio==$(LS_VERSION)
 	$(PY) benchmarks/labelstudio_live.py --camvid 12 --out docs/labelstudio_roundtrip.json
+	$(PY) benchmarks/labelstudio_live.py --project 12 --out docs/labelstudio_project_roundtrip.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

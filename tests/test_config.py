@@ -15,9 +15,10 @@ def test_presets_load(preset):
     from activeseg.methods.misical.experiment import MisicalExperimentConfig
     from activeseg.methods.ralis.agent import AgentConfig
     from activeseg.methods.ripu.config import DomainShiftConfig
+    from activeseg.project.config import ProjectConfig
 
     kinds = {"train_": TrainCommand, "ralis_agent": AgentConfig, "ripu_": DomainShiftConfig,
-             "misical_": MisicalExperimentConfig}
+             "misical_": MisicalExperimentConfig, "project_": ProjectConfig}
     cls = next((c for prefix, c in kinds.items() if preset.name.startswith(prefix)), ExperimentConfig)
     cmd = load_yaml(preset, cls)
     expected = {"folder_dataset.yaml": "my_dataset"}.get(preset.name, "camvid")

@@ -415,10 +415,12 @@ def project_init(
                                        "and validation mIoU."),
     config: Optional[Path] = typer.Option(None, help="Project settings YAML (keys: docs/config_keys.md, project "
                                           "section; e.g. configs/project_camvid.yaml)."),
+    state_images: Optional[str] = typer.Option(None, help="ralis: images set aside as its state set, random:N or a "
+                                               "file of stems (their labels are never needed)."),
 ) -> None:
     """Creates a labelling project over a folder of images."""
     from activeseg.project.workspace import Project
-    project = Project.init(directory, images, classes, labels, val, config)
+    project = Project.init(directory, images, classes, labels, val, config, state_images)
     typer.echo(f"project {project.dir}: {len(project.pool_images())} images to query, "
                f"{len(project.start_images())} fully labelled; next: activeseg project query {directory} "
                f"--strategy random --regions 24")
@@ -427,8 +429,9 @@ def project_init(
 @project_app.command("query")
 def project_query(
     directory: Path = typer.Argument(..., help="Project folder."),
-    strategy: Optional[str] = typer.Option(None, help="random, entropy, margin, bald, deal_de, deal_ds, ripu_grid, "
-                                           "misical (default: the project's al.strategy)."),
+    strategy: Optional[str] = typer.Option(None, help="random, entropy, margin, bald, ralis, deal_de, deal_ds, "
+                                           "ripu_grid, misical (default: the project's al.strategy)."),
+    agent: Optional[Path] = typer.Option(None, help="ralis: the trained agent checkpoint."),
     regions: Optional[int] = typer.Option(None, help="Regions to query this round (default: al.regions_per_step)."),
     full_image: bool = typer.Option(False, "--full-image", help="Export whole images with the box highlighted "
                                     "instead of crops."),
@@ -442,7 +445,7 @@ def project_query(
     from activeseg.project.workspace import Project
     project = Project.open(directory)
     export = replace(project.cfg.export, mode="full_image") if full_image else None
-    out = run_query(load_session(project, not quiet), strategy, regions, export, target_class, policy)
+    out = run_query(load_session(project, not quiet), strategy, regions, export, target_class, policy, agent)
     typer.echo(f"round {out['round']}: {out['queries']} queries ({out['strategy']}, model {out['model_version']}) "
                f"-> {out['export']}")
 
@@ -498,6 +501,19 @@ def project_status(
         typer.echo(f"  {t['version']}: {t['labelled_regions']} regions, val mIoU "
                    f"{'-' if t['val_miou'] is None else format(t['val_miou'], '.4f')}")
     typer.echo(f"next: {out['next']}")
+
+
+@project_app.command("show")
+def project_show(
+    directory: Path = typer.Argument(..., help="Project folder."),
+    round_: int = typer.Option(..., "--round", help="Round to show."),
+    out: Path = typer.Option(Path("round.png"), help="PNG to write."),
+    limit: int = typer.Option(8, help="Queries to show at most."),
+) -> None:
+    """Per query of a round: the task image with its box, the model's pre-annotation, the labels imported."""
+    from activeseg.project.picture import show_round
+    from activeseg.project.workspace import Project
+    typer.echo(f"written: {show_round(Project.open(directory), round_, out, limit)}")
 
 
 @project_app.command("answer")

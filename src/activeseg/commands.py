@@ -27,6 +27,7 @@ from activeseg.methods.misical.experiment import MisicalExperimentConfig
 from activeseg.methods.ralis.agent import AgentConfig, train_agent
 from activeseg.methods.ripu.config import DomainShiftConfig
 from activeseg.models.segmenter import ModelConfig, build_model
+from activeseg.project.config import ProjectConfig
 from activeseg.pipeline import (
     coarsest_stride,
     default_cache_dir,
@@ -215,7 +216,8 @@ def config_reference() -> str:
              "configs/folder_dataset.yaml)"),
             ("Agent training (RALIS)", AgentConfig, "`activeseg agent train` (configs/ralis_agent_*.yaml)"),
             ("Domain shift (RIPU, protocol A)", DomainShiftConfig, "`activeseg ripu run` (configs/ripu_*.yaml)"),
-            ("Supervised training", TrainCommand, "`activeseg train --config` (configs/train_*.yaml)")):
+            ("Supervised training", TrainCommand, "`activeseg train --config` (configs/train_*.yaml)"),
+            ("Labelling project", ProjectConfig, "`activeseg project init --config` (configs/project_*.yaml)")):
         parts += [f"## {title}", "", f"Used by {used_by}.", ""] + header + describe_keys(cls) + [""]
     own = [f.name for f in dataclasses.fields(MisicalExperimentConfig)
            if f.name not in {g.name for g in dataclasses.fields(ExperimentConfig)}]

@@ -41,6 +41,20 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 """
 
 
+@contextmanager
+def immediate_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Cursor]:
+    """BEGIN IMMEDIATE (take the write lock now) ... COMMIT, or ROLLBACK on any exception (``db`` opened
+    with ``isolation_level=None``)."""
+    cur = db.cursor()
+    cur.execute("BEGIN IMMEDIATE")
+    try:
+        yield cur
+        cur.execute("COMMIT")
+    except BaseException:
+        cur.execute("ROLLBACK")
+        raise
+
+
 class RunBusyError(RuntimeError):
     """Another live process is executing the run."""
 
@@ -126,17 +140,8 @@ class RunStore:
     def close(self) -> None:
         self.db.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Cursor]:
-        """BEGIN IMMEDIATE (take the write lock now) ... COMMIT, or ROLLBACK on any exception."""
-        cur = self.db.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            yield cur
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
+    def _transaction(self):
+        return immediate_transaction(self.db)
 
     def _tx(self, statements: list[tuple[str, tuple]]) -> None:
         with self._transaction() as cur:

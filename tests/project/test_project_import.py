@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import zipfile
 
 import numpy as np
@@ -62,6 +63,10 @@ def test_ground_truth_answers_import_exactly(round_one, tmp_path, fmt, name):
             "SELECT labels FROM labels WHERE image_id = ?", (image_id,)).fetchone()[0]
     rows = [json.loads(line) for line in (project.dir / "queries.jsonl").read_text().splitlines()]
     assert [r["status"] for r in rows[-4:]] == ["labelled"] * 4
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (*project.dir.glob("labels/*.png"), project.dir / "project.json", project.dir / "models" / "start.pt"):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path  # readable as any file the user writes
 
 
 def test_reimport_is_idempotent(round_one, tmp_path):
@@ -172,3 +177,64 @@ def test_cold_start_needs_a_model_free_strategy(tmp_path, project_inputs):
     project = Project.init(tmp_path / "cold", p["images"], p["classes"], None, None, None)
     with pytest.raises(ConfigError, match="--strategy random"):
         run_query(load_session(project, progress=False), "entropy", 4)
+
+
+def _answer_maps(project, tmp_path, truth):
+    """Each open query's true class map on its crop (255 outside the box), from the PNG-folder answerer."""
+    write_answers(project, truth, tmp_path / "maps", "png_folder")
+    return {p.stem: np.array(Image.open(p)) for p in sorted((tmp_path / "maps").glob("*.png"))}
+
+
+def _check_imported(project, truth, queries):
+    for q in queries:
+        t = read_label_png(truth / f"{q['image_id']}.png", (q["image_width"], q["image_height"]), project.classes)
+        labels, _ = project.store.label_maps(q["image_id"])
+        box = (slice(q["y0"], q["y1"]), slice(q["x0"], q["x1"]))
+        np.testing.assert_array_equal(labels[box], t[box])
+
+
+def test_cvat_xml_masks_import(round_one, tmp_path):
+    """CVAT for images 1.1: one <mask> per class (runs over its tight box), inside a zip."""
+    from activeseg.formats.cvat import mask_to_cvat
+
+    project, _, p = round_one
+    queries = open_queries(project)
+    names = (*project.classes.names, "void")
+    images = []
+    for name, labels in _answer_maps(project, tmp_path, p["truth"]).items():
+        shapes = []
+        for value in np.unique(labels[labels != 255]).tolist():
+            runs, box = mask_to_cvat(labels == value)
+            shapes.append(f'<mask label="{names[value]}" source="manual" occluded="0" rle="{", ".join(map(str, runs))}" '
+                          f'left="{box.x0}" top="{box.y0}" width="{box.width}" height="{box.height}" z_order="0"/>')
+        images.append(f'<image id="{len(images)}" name="{name}.png" width="{labels.shape[1]}" '
+                      f'height="{labels.shape[0]}">{"".join(shapes)}</image>')
+    xml = f'<?xml version="1.0"?><annotations><version>1.1</version>{"".join(images)}</annotations>'
+    with zipfile.ZipFile(tmp_path / "cvat.zip", "w") as zf:
+        zf.writestr("annotations.xml", xml)
+    report = import_labels(project, tmp_path / "cvat.zip")
+    assert report["format"] == "cvat_xml" and report["labelled"] == 4
+    _check_imported(project, p["truth"], queries)
+
+
+def test_coco_rle_import(round_one, tmp_path):
+    """COCO: one RLE annotation per (crop, class), category id = class + 1 (void is not exported)."""
+    from activeseg.formats.coco import semantic_annotations
+
+    project, _, p = round_one
+    queries = open_queries(project)
+    images, annotations = [], []
+    for i, (name, labels) in enumerate(_answer_maps(project, tmp_path, p["truth"]).items()):
+        images.append({"id": i + 1, "file_name": f"{name}.png", "width": labels.shape[1], "height": labels.shape[0]})
+        annotations += semantic_annotations(labels, labels != 255, project.num_classes, i + 1,
+                                            first_id=len(annotations) + 1)
+    (tmp_path / "coco.json").write_text(json.dumps({"images": images, "annotations": annotations, "categories": []}))
+    report = import_labels(project, tmp_path / "coco.json")
+    assert report["format"] == "coco" and report["labelled"] == 4
+    for q in queries:  # void (the frame) is not a COCO category: those pixels stay unlabelled
+        t = read_label_png(p["truth"] / f"{q['image_id']}.png", (q["image_width"], q["image_height"]), project.classes)
+        labels, bitmap = project.store.label_maps(q["image_id"])
+        box = (slice(q["y0"], q["y1"]), slice(q["x0"], q["x1"]))
+        expected = np.where(t[box] == project.num_classes, 255, t[box])
+        np.testing.assert_array_equal(labels[box], expected)
+        assert (bitmap[box] == 255).all()

@@ -105,6 +105,8 @@ def test_command_line_walk_through(tmp_path, project_inputs):
     assert "round 1: 4 queries" in ok("project", "query", d, "--strategy", "bald", "--regions", "4", "--quiet")
     ok("project", "answer", d, "--truth", p["truth"], "--out", tmp_path / "export.json")
     assert "4 labelled" in ok("project", "import", d, tmp_path / "export.json")
+    ok("project", "show", d, "--round", "1", "--out", tmp_path / "round.png")
+    assert Image.open(tmp_path / "round.png").size[1] > 4 * 100  # one row per query
     assert "val mIoU" in ok("project", "train", d, "--quiet")
     assert "(up to date)" in ok("project", "train", d, "--quiet")
     status = json.loads(ok("project", "status", d, "--json"))

@@ -78,6 +78,17 @@ class SegmentationSplit:
         return SegmentationSplit(self.name, list(stems), self.images[rows], self.labels[rows], self.classes, content)
 
 
+def _images_by_stem(folder: Path) -> dict[str, Path]:
+    """Image files of ``folder`` by stem; two images with one stem are an error."""
+    images: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            if p.stem in images:
+                raise DatasetError(p, f"two images share the stem '{p.stem}'", "keep one of them")
+            images[p.stem] = p
+    return images
+
+
 def scan_split(split_dir: Path) -> list[tuple[str, Path, Path]]:
     """Pairs images with labels by stem; every image needs a label and vice versa.
 
@@ -88,12 +99,7 @@ def scan_split(split_dir: Path) -> list[tuple[str, Path, Path]]:
     for d in (img_dir, lab_dir):
         if not d.is_dir():
             raise DatasetError(d, "folder not found", f"put the split's files in {d}")
-    images: dict[str, Path] = {}
-    for p in sorted(img_dir.iterdir()):
-        if p.suffix.lower() in IMAGE_SUFFIXES:
-            if p.stem in images:
-                raise DatasetError(p, f"two images share the stem '{p.stem}'", "keep one of them")
-            images[p.stem] = p
+    images = _images_by_stem(img_dir)
     labels = {p.stem: p for p in sorted(lab_dir.iterdir()) if p.suffix.lower() == ".png"}
     if not images and not labels:
         raise DatasetError(split_dir, "split is empty (no images, no labels)",
@@ -219,12 +225,7 @@ def list_images(folder: Path) -> list[tuple[str, Path]]:
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(folder, "images folder not found", "give the folder that holds your .jpg/.png images")
-    images: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        if p.suffix.lower() in IMAGE_SUFFIXES:
-            if p.stem in images:
-                raise DatasetError(p, f"two images share the stem '{p.stem}'", "keep one of them")
-            images[p.stem] = p
+    images = _images_by_stem(folder)
     if not images:
         raise DatasetError(folder, f"no images ({', '.join(IMAGE_SUFFIXES)}) in the folder",
                            "give the folder that holds your images")

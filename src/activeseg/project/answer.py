@@ -18,7 +18,7 @@ from activeseg.errors import ConfigError
 from activeseg.formats.common import Box
 from activeseg.formats.cvat import write_segmask_zip
 from activeseg.project.exports import brush_results
-from activeseg.project.mirror import atomic_write_bytes
+from activeseg.fileio import atomic_write_bytes
 from activeseg.project.session import OPEN_STATUSES
 from activeseg.project.workspace import Project, read_label_png
 

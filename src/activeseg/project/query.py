@@ -70,17 +70,19 @@ def run_query(session: Session, strategy: str | None = None, regions: int | None
                                                                   if v is not None})
     al = dataclasses.replace(al, **overrides)
     method = lookup(al.strategy)
-    if method.needs_state_set:
-        raise ConfigError(f"strategy {al.strategy!r} observes a state set of images, which projects do not keep yet; "
-                          f"use random, entropy, margin, bald, deal_*, ripu_grid or misical")
+    if method.needs_state_set and session.pool.state_set is None:
+        raise ConfigError(f"strategy {al.strategy!r} observes a state set of images, and this project has none; create "
+                          f"the project with --state-images random:10 (images set aside from the pool)")
     heads = head_specs(al.strategy, al, project.num_classes)
     if heads and set(heads) - set(session.start_model.head_specs()):
         raise ConfigError(f"strategy {al.strategy!r} reads auxiliary heads ({', '.join(heads)}) that this project's "
                           f"model lacks; create the project with al.strategy: {al.strategy} in its config")
-    if al.strategy not in MODEL_FREE and not session.has_labels():
-        raise ConfigError(f"nothing is labelled yet, so strategy {al.strategy!r} would score regions with an untrained "
-                          f"model; start with --strategy random (then import the labels and query again)")
     model, _, version = session.al_model()
+    trained = session.pool.start is not None or version != "start"  # start images, or a round learned from
+    if al.strategy not in MODEL_FREE and not trained:
+        raise ConfigError(f"the model has learned from nothing yet, so strategy {al.strategy!r} would score regions "
+                          f"with an untrained network; start with --strategy random (then import the labels and "
+                          f"query again)")
     rnd = (store.rounds()[-1]["round"] if store.rounds() else 0) + 1
     state, _ = project.labelled_state()
     k = min(al.regions_per_step, state.num_selectable - state.num_labelled)
@@ -91,7 +93,8 @@ def run_query(session: Session, strategy: str | None = None, regions: int | None
     session.refresh_labels()
     ctx = SelectionContext(model, session.pool.features, state, session.device, rng, generator, k,
                            al.candidates_per_pool, al.selection, al.mc_passes, al.mc_dropout,
-                           revealed=session.pool.oracle, content=None, start_model=session.start_model)
+                           revealed=session.pool.oracle, state_set=session.pool.state_set, content=None,
+                           start_model=session.start_model)
     picked, scores = build_policy(al.strategy, al).select(ctx)
     blob = rng_blob(generator)  # the round's fine-tuning continues these streams, as the run's step does
     seconds = time.perf_counter() - t0
@@ -104,7 +107,7 @@ def run_query(session: Session, strategy: str | None = None, regions: int | None
                            version, "pending")
         rows.append(row)
         pred = (predict_native(session, model, gid // R, image["width"], image["height"])
-                if export.pre_annotations and session.has_labels() else None)
+                if export.pre_annotations and trained else None)
         items.append(ExportItem(row, read_rgb(Path(image["path"])), pred))
     rel = f"exports/round_{rnd:03d}"
     crops = write_round(project.dir / rel, items, export, project.classes.names, project.classes.colors,

@@ -73,10 +73,6 @@ class Session:
         """Re-reads the imported labels of the pool (after an import)."""
         self.pool.oracle = GroundTruthOracle(self.project.working_labels(self.pool_rows))
 
-    def has_labels(self) -> bool:
-        """Whether the model has learned from anything yet (start images or labelled regions)."""
-        return self.pool.start is not None or any(q["status"] == "labelled" for q in self.store.queries().values())
-
     # --- the model fine-tuned round by round --------------------------------------------------
 
     def open_queries(self) -> list[dict]:
@@ -146,9 +142,14 @@ def load_session(project: Project, progress: bool = True) -> Session:
     pool_src = make_source(model, pool_split, cache)
     start_src = make_source(model, start_split, cache) if start_split is not None else None
     val_src = make_source(model, val_split, cache) if val_split is not None else None
+    state_rows = project.state_images()
+    state_src = None
+    if state_rows:
+        state_src = make_source(model, load_images([(r["image_id"], Path(r["path"])) for r in state_rows],
+                                                   cfg.data.size, project.classes, "state", progress), cache)
     oracle = GroundTruthOracle(project.working_labels(pool_rows))
     pool = Pool(pool_src, oracle, project.grid, val_src, val_src if val_src is not None else pool_src,
-                project.num_classes, project.classes.names, None, start_src)
+                project.num_classes, project.classes.names, state_src, start_src)
     align = coarsest_stride(model)
     start = _start_model(project, model, pool, device, generator, align, progress)
     return Session(project, device, pool, pool_rows, start, align)

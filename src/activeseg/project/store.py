@@ -18,14 +18,13 @@ import io
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from activeseg.errors import ConfigError
+from activeseg.store import immediate_transaction
 
 FORMAT = "activeseg-project-1"
 
@@ -84,17 +83,9 @@ class ProjectStore:
     def close(self) -> None:
         self.db.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Cursor]:
+    def transaction(self):
         """BEGIN IMMEDIATE (the write lock, now) ... COMMIT, or ROLLBACK on any exception."""
-        cur = self.db.cursor()
-        cur.execute("BEGIN IMMEDIATE")
-        try:
-            yield cur
-            cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
+        return immediate_transaction(self.db)
 
     # --- meta -----------------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from activeseg.al.state import LabelledState
 from activeseg.config import from_dict, load_yaml, to_dict
 from activeseg.data.classes import ClassInfo, load_classes
 from activeseg.data.folder import _open, list_images
+from activeseg.data.subsets import resolve_images
 from activeseg.errors import ConfigError, DatasetError
 from activeseg.formats.common import Box
 from activeseg.project.config import ProjectConfig
@@ -93,7 +94,7 @@ class Project:
 
     @classmethod
     def init(cls, directory: Path, images: Path, classes: Path, labels: Path | None = None,
-             val: Path | None = None, config: Path | None = None) -> "Project":
+             val: Path | None = None, config: Path | None = None, state_images: str | None = None) -> "Project":
         """Creates a project over the images of ``images`` (nothing is copied; paths are recorded).
 
         Args:
@@ -103,6 +104,8 @@ class Project:
             val: optional labelled validation folder (``images/`` and ``labels/``): early stopping and the
                 validation mIoU of every training.
             config: optional settings file (keys of :class:`ProjectConfig`).
+            state_images: RALIS's state set, taken out of the pool: ``random:N`` or a file of image stems
+                (only their pixels are used, never labels).
         """
         directory = Path(directory)
         if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
@@ -128,7 +131,11 @@ class Project:
             from activeseg.data.folder import scan_split
             scan_split(val_dir)  # images/ and labels/ pair up
         start = [s for s, lab in initial.items() if not (lab == UNLABELLED).any()]
-        pool = [s for s, _ in items if s not in set(start)]
+        state: list[str] = []
+        if state_images is not None:
+            state = sorted(resolve_images(state_images, "--state-images", Path(images), [s for s, _ in items],
+                                          set(start), cfg.start_seed))
+        pool = [s for s, _ in items if s not in set(start) | set(state)]
         if not pool:
             raise ConfigError("every image is fully labelled: nothing is left to query; add unlabelled images")
         directory.mkdir(parents=True, exist_ok=True)
@@ -145,7 +152,7 @@ class Project:
                 ProjectStore.set_meta(cur, "images_dir", str(Path(images).resolve()))
                 ProjectStore.set_meta(cur, "val_dir", str(val_dir) if val_dir else "")
                 paths = dict(items)
-                rows = [(s, "pool") for s in pool] + [(s, "start") for s in sorted(start)]
+                rows = [(s, "pool") for s in pool] + [(s, "start") for s in sorted(start)] + [(s, "state") for s in state]
                 cur.executemany("INSERT INTO images (idx, image_id, path, width, height, role) VALUES (?,?,?,?,?,?)",
                                 [(i, s, str(paths[s].resolve()), *sizes[s], role) for i, (s, role) in enumerate(rows)])
                 project = cls(directory, store, cfg, info)
@@ -206,6 +213,9 @@ class Project:
 
     def start_images(self) -> list[dict]:
         return self.store.images("start")
+
+    def state_images(self) -> list[dict]:
+        return self.store.images("state")
 
     @property
     def val_dir(self) -> Path | None:
