@@ -455,16 +455,27 @@ def project_import(
     directory: Path = typer.Argument(..., help="Project folder."),
     file: Path = typer.Argument(..., help="Label Studio JSON export, CVAT XML (or zip), CVAT Segmentation-mask zip, "
                                 "COCO JSON, or a folder of PNG masks."),
+    overwrite: Optional[bool] = typer.Option(None, "--overwrite/--keep", help="Replace labels already imported "
+                                             "(e.g. a corrected annotation) or keep them (default: the project's "
+                                             "imports.overwrite)."),
+    unpainted_policy: Optional[str] = typer.Option(None, help="Unpainted pixels in a box: unlabelled, void or reject."),
+    overlap_policy: Optional[str] = typer.Option(None, help="Pixels painted with two classes: ignore or last_wins."),
 ) -> None:
     """Imports labels; all or nothing: a bad file changes nothing and the error names the fix."""
+    from activeseg.config import from_dict, to_dict
+    from activeseg.project.config import ImportConfig
     from activeseg.project.importer import import_labels
     from activeseg.project.workspace import Project
-    out = import_labels(Project.open(directory), file)
+    project = Project.open(directory)
+    given = {k: v for k, v in (("overwrite", overwrite), ("unpainted_policy", unpainted_policy),
+                               ("overlap_policy", overlap_policy)) if v is not None}
+    policy = from_dict(ImportConfig, {**to_dict(project.cfg.imports), **given})
+    out = import_labels(project, file, policy=policy)
     for q in out["queries"]:
         cov = f" coverage {q['coverage']:.3f}" if "coverage" in q else ""
         typer.echo(f"{q['query_id']}: {q['status']}{cov}{' ' + '; '.join(q['notes']) if q.get('notes') else ''}")
-    typer.echo(f"{out['format']}: {out['labelled']} labelled, {out['rejected']} rejected, {out['unchanged']} "
-               f"already labelled")
+    typer.echo(f"{out['format']}: {out['labelled']} labelled, {out['rejected']} rejected, {out['unanswered']} "
+               f"unanswered, {out['unchanged']} unchanged (already labelled or rejected)")
 
 
 @project_app.command("train")
@@ -496,7 +507,12 @@ def project_status(
         return
     typer.echo(f"project {out['project']}: {out['images']['pool']} pool images, {out['images']['start']} start images")
     typer.echo(f"rounds: {len(out['rounds'])}; queries: " + ", ".join(f"{k} {v}" for k, v in out["queries"].items()))
+    for r in out["rounds"]:
+        val = r["val_miou_after"]
+        typer.echo(f"  round {r['round']}: {r['regions']} regions by {r['strategy']} (model {r['model_version']})"
+                   + ("" if val is None else f"; val mIoU after its fine-tuning {val:.4f}"))
     typer.echo("labelled pixels per class: " + ", ".join(f"{k} {v}" for k, v in out["pixels_per_class"].items()))
+    typer.echo("labelled regions holding each class: " + ", ".join(f"{k} {v}" for k, v in out["regions_per_class"].items()))
     for t in out["trained"]:
         typer.echo(f"  {t['version']}: {t['labelled_regions']} regions, val mIoU "
                    f"{'-' if t['val_miou'] is None else format(t['val_miou'], '.4f')}")

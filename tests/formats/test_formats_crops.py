@@ -29,7 +29,7 @@ def test_region_9_crop_example():
     assert crop.box == Box(220, 67, 340, 203) and (crop.box.width, crop.box.height) == (120, 136)
     assert crop.offset == (220, 67) and crop.target_in_crop == Box(20, 23, 100, 113)
     assert crop.to_manifest("crops/q.png") == {"path": "crops/q.png", "offset_x": 220, "offset_y": 67,
-                                               "target_in_crop": [20, 23, 100, 113]}
+                                               "target_in_crop": [20, 23, 100, 113], "width": 120, "height": 136}
     image = np.arange(H * W * 3).reshape(H, W, 3)
     assert np.array_equal(crop_pixels(image, crop), image[67:203, 220:340])
 

@@ -44,7 +44,7 @@ def project_inputs(tmp_path, native_dir) -> dict:
     (tmp_path / "classes.json").write_text(json.dumps(classes))
     settings = {"data": {"height": 48, "width": 64}, "model": MODEL, "start_train": START_TRAIN, "al": AL,
                 "region_rows": 2, "region_cols": 4, "seed": 1, "device": "cpu", "cache_dir": None,
-                "start_early_stopping": True}
+                "start_early_stopping": True, "query_model": "fine_tuned"}
     cfg = tmp_path / "project.yaml"
     cfg.write_text(yaml.safe_dump(settings))
     return {"images": native_dir / "train" / "images", "classes": tmp_path / "classes.json", "labels": labels,

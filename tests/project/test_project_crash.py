@@ -134,8 +134,8 @@ def test_two_imports_at_once(tmp_path, exported):
     directory, answers = exported
     tasks = json.loads(answers.read_text())
     halves = [tmp_path / "a.json", tmp_path / "b.json"]
-    halves[0].write_text(json.dumps(tasks[:2]))
-    halves[1].write_text(json.dumps(tasks[2:]))
+    halves[0].write_text(json.dumps(tasks[0::2]))  # interleaved: queries of one image land in both
+    halves[1].write_text(json.dumps(tasks[1::2]))
     single = tmp_path / "single"
     shutil.copytree(directory, single)
     procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_IMPORT, str(directory), str(h)],

@@ -79,6 +79,56 @@ def test_reimport_is_idempotent(round_one, tmp_path):
     assert snapshot(project) == before
 
 
+def test_full_image_reimport_is_idempotent_and_blank_answers_stay_open(round_one, tmp_path):
+    project, _, p = round_one
+    q = open_queries(project)[0]
+    (tmp_path / "blank").mkdir()
+    Image.fromarray(np.full((q["crop"]["height"], q["crop"]["width"]), 255, np.uint8)).save(
+        tmp_path / "blank" / f"{q['query_id']}.png")
+    before = snapshot(project)
+    report = import_labels(project, tmp_path / "blank")  # nothing painted: the query stays open
+    assert report["unanswered"] == 1 and snapshot(project) == before
+    (tmp_path / "full").mkdir()
+    Image.fromarray(np.ones((q["image_height"], q["image_width"]), np.uint8)).save(
+        tmp_path / "full" / f"{q['image_id']}.png")
+    first = import_labels(project, tmp_path / "full")
+    assert first["labelled"] >= 1
+    after = snapshot(project)
+    again = import_labels(project, tmp_path / "full")  # the same full-image masks: nothing changes
+    assert again["labelled"] == 0 and again["unchanged"] == first["labelled"]
+    assert snapshot(project) == after
+
+
+def test_corrections_win_over_the_pre_annotation(round_one, tmp_path):
+    """An annotator keeps the model's pre-annotation layer and paints a correction over part of it: the
+    correction wins there (not 'two classes: unlabelled'), the pre-annotation fills the rest."""
+    from activeseg.formats.brush_rle import encode_brush
+
+    project, _, p = round_one
+    q = open_queries(project)[0]
+    w, h = q["crop"]["width"], q["crop"]["height"]
+    tx0, ty0, tx1, ty1 = q["crop"]["target_in_crop"]
+    pre = np.zeros((h, w), bool)
+    pre[ty0:ty1, tx0:tx1] = True
+    fix = np.zeros((h, w), bool)
+    fix[ty0:ty0 + 5, tx0:tx1] = True
+    names = project.classes.names
+
+    def layer(rid, mask, name, origin):
+        return {"id": rid, "origin": origin, "from_name": "mask", "to_name": "image", "type": "brushlabels",
+                "original_width": w, "original_height": h,
+                "value": {"format": "rle", "rle": encode_brush(mask), "brushlabels": [name]}}
+
+    task = {"id": 1, "data": {"query_id": q["query_id"], "activeseg_project": project.project_id},
+            "annotations": [{"id": 1, "result": [layer("pre-1", pre, names[1], "prediction"),
+                                                 layer("x", fix, names[2], "manual")]}]}
+    (tmp_path / "corr.json").write_text(json.dumps([task]))
+    import_labels(project, tmp_path / "corr.json")
+    labels, _ = project.store.label_maps(q["image_id"])
+    box = labels[q["y0"]:q["y1"], q["x0"]:q["x1"]]
+    assert (box[:5] == 2).all() and (box[5:] == 1).all()
+
+
 def test_full_image_answer_is_clipped_to_the_boxes(round_one, tmp_path):
     """A full-size mask named by the image answers the image's open queries; paint outside is discarded."""
     project, _, p = round_one
@@ -157,12 +207,25 @@ def test_bad_inputs_are_rejected_and_change_nothing(bad_inputs, tmp_path):
         zf.writestr("SegmentationClass/../../evil.png", b"x")
     (tmp_path / "evil.zip").write_bytes(buf.getvalue())
     cases["zip entry with .."] = (tmp_path / "evil.zip", "..")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("annotations.xml", "<annotations/>")
+        zf.writestr("/etc/evil.xml", b"x")
+    (tmp_path / "abs.zip").write_bytes(buf.getvalue())
+    cases["zip entry with an absolute path"] = (tmp_path / "abs.zip", "absolute path")
+    coco = {"images": [{"id": 1, "file_name": f"{q['query_id']}.png", "width": crop_w, "height": crop_h}],
+            "annotations": [], "categories": [{"id": 1, "name": "Sky-not-a-class"}]}
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    cases["COCO category that is not a class"] = (tmp_path / "coco.json", "not a class name")
     for what, (path, needle) in cases.items():
         with pytest.raises(DatasetError) as err:
             import_labels(project, path)
             pytest.fail(f"{what}: imported")
         assert needle in str(err.value), what
-        assert str(path) in str(err.value) or what == "zip entry with ..", what  # the message names the file
+        assert str(path) in str(err.value), what  # the message names the file
+        assert "Remedy:" in str(err.value), what
+        if what in ("wrong image size", "label value outside the classes"):
+            assert q["query_id"] in str(err.value), what  # ... and the query
         assert snapshot(project) == before, what
 
 

@@ -49,7 +49,9 @@ def test_crop_round_exports(session):
         assert q["crop"]["path"] == f"exports/round_001/crops/{q['query_id']}.png"
         assert (q["crop"]["offset_x"], q["crop"]["offset_y"]) == spec.offset
         pixels = np.array(Image.open(crop))
-        np.testing.assert_array_equal(pixels, read_rgb(q["image_path"])[spec.box.slices])
+        image = next(r for r in project.pool_images() if r["image_id"] == q["image_id"])
+        assert q["image_path"] == f"{q['image_id']}.png"  # relative to the images folder (spec §1)
+        np.testing.assert_array_equal(pixels, read_rgb(image["path"])[spec.box.slices])
         rect, *brushes = task["predictions"][0]["result"]
         assert rect["readonly"] and rect["value"]["x"] == box_to_percent(spec.target_in_crop, *pixels.shape[1::-1])["x"]
         # the pre-annotation is the model's prediction inside the box (and nothing outside it)
@@ -114,6 +116,31 @@ def test_command_line_walk_through(tmp_path, project_inputs):
     assert sum(status["regions_per_class"].values()) >= 4
     assert "round 2" in ok("project", "query", d, "--strategy", "entropy", "--regions", "4", "--quiet")
     bad = runner.invoke(app, ["project", "import", d, str(tmp_path / "export.json")])
-    assert bad.exit_code == 0 and "already labelled" in bad.output  # re-import: nothing changes
+    assert bad.exit_code == 0 and "4 unchanged" in bad.output  # re-import: nothing changes
     missing = runner.invoke(app, ["project", "import", d, str(tmp_path / "nope.json")])
     assert isinstance(missing.exception, DatasetError) and "file not found" in str(missing.exception)
+
+
+def test_rounds_score_with_the_trained_model_once_there_is_one(tmp_path, project_inputs):
+    """query_model: trained (the default) scores with `project train`'s model when it knows every answered
+    round, and with the fine-tuned model when labels came in since."""
+    import yaml
+
+    from activeseg.project.answer import write_answers
+    from activeseg.project.importer import import_labels
+    from activeseg.project.training import train_project
+
+    p = project_inputs
+    settings = yaml.safe_load(p["config"].read_text())
+    settings["query_model"] = "trained"
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(settings))
+    project = Project.init(tmp_path / "t", p["images"], p["classes"], p["labels"], p["val"], tmp_path / "t.yaml")
+    session = load_session(project, progress=False)
+    run_query(session, "random", 4)
+    write_answers(project, p["truth"], tmp_path / "a1.json")
+    import_labels(project, tmp_path / "a1.json")
+    assert run_query(session, "entropy", 4)["model_version"] == "al-r001"  # nothing trained yet
+    write_answers(project, p["truth"], tmp_path / "a2.json")
+    import_labels(project, tmp_path / "a2.json")
+    trained = train_project(session, progress=False)
+    assert run_query(session, "entropy", 4)["model_version"] == trained["version"]

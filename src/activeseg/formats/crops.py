@@ -47,12 +47,15 @@ class CropSpec:
         return self.target.shifted(-self.box.x0, -self.box.y0)
 
     def to_manifest(self, path: str) -> dict:
-        """The manifest's ``crop`` object (spec §1): ``path``, offsets, ``target_in_crop``."""
+        """The manifest's ``crop`` object (spec §1): ``path``, offsets, ``target_in_crop``, and the crop's
+        ``width`` and ``height`` (an addition: answers are checked against them after exports/ is gone)."""
         return {
             "path": path,
             "offset_x": self.box.x0,
             "offset_y": self.box.y0,
             "target_in_crop": list(self.target_in_crop),
+            "width": self.box.width,
+            "height": self.box.height,
         }
 
 

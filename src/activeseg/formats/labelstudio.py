@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from activeseg import UNLABELLED
 from activeseg.errors import ConfigError, DatasetError
 from activeseg.formats.brush_rle import check_alpha_threshold, decode_brush
 from activeseg.formats.common import (
@@ -257,6 +258,16 @@ def _result_layer(
     return label, mask
 
 
+def is_pre_annotation(result: dict) -> bool:
+    """A result the annotator accepted untouched from the task's prediction: Label Studio marks it
+    ``origin: prediction`` (``prediction-changed`` once edited, ``manual`` when drawn); results without an
+    origin are ours when their id starts with ``pre-`` (activeseg's pre-annotation layers)."""
+    origin = result.get("origin")
+    if origin is not None:
+        return origin == "prediction"
+    return str(result.get("id", "")).startswith("pre-")
+
+
 def parse_task(
     task: dict,
     class_names: Sequence[str],
@@ -314,13 +325,18 @@ def parse_task(
     if size is None:
         raise DatasetError(source, f"{where}: no result gives original_width/height",
                            "pass the task image size (expected_size)")
-    layers = []
+    layers, pre = [], []
     for k, result in enumerate(results):
         layer = _result_layer(result, values, tuple(size), alpha_threshold,
                               f"{where}, result {result.get('id', k)!r}", source)
         if layer is not None:
-            layers.append(layer)
+            (pre if is_pre_annotation(result) else layers).append(layer)
     labels, conflicts = merge_layers(layers, size[1], size[0], overlap_policy)
+    if pre:  # an untouched pre-annotation only fills what the annotator's own strokes leave unpainted
+        filled, pre_conflicts = merge_layers(pre, size[1], size[0], overlap_policy)
+        keep = labels == UNLABELLED
+        labels[keep] = filled[keep]
+        conflicts += pre_conflicts
     if conflicts:
         log.warning("%s: %d pixels carry different labels (%s)", where, conflicts, overlap_policy)
     return TaskAnswer(task_id, query_id, annotation.get("id"), labels, conflicts)

@@ -60,7 +60,7 @@ def write_answers(project: Project, truth_dir: Path, out: Path, fmt: str = "labe
         for i, (q, labels, box, _) in enumerate(answers):
             tasks.append({"id": i + 1, "data": {"query_id": q["query_id"], "activeseg_project": project.project_id},
                           "annotations": [{"id": i + 1, "was_cancelled": False, "created_at": "2000-01-01T00:00:00Z",
-                                           "result": brush_results(labels, box, project.classes.names)}]})
+                                           "result": brush_results(labels, box, project.classes.names, "manual")}]})
         atomic_write_bytes(Path(out), json.dumps(tasks).encode())
     elif fmt == "cvat_segmask":
         maps = {name: labels for _, labels, _, name in answers}

@@ -24,9 +24,10 @@ EXPORT_FORMATS = ("labelstudio", "cvat_xml", "cvat_segmask", "crops")
 class ExportConfig:
     """What `activeseg project query` writes for each round (spec formats.md §3, §4, §7)."""
 
-    formats: tuple[str, ...] = ("labelstudio", "cvat_xml", "crops")
+    formats: tuple[str, ...] = ("labelstudio", "cvat_xml", "cvat_segmask", "crops")
     """Any of labelstudio (tasks JSON + labelling config), cvat_xml (CVAT for images 1.1 zip with the
-    images), cvat_segmask (Segmentation mask 1.1 zip holding the pre-annotations) and crops (PNG files)."""
+    images), cvat_segmask (Segmentation mask 1.1 zip holding the pre-annotations) and crops (the task images
+    as PNG files, written whatever is chosen: the other formats and the import read them)."""
     mode: Literal["crop", "full_image"] = "crop"
     """crop: each query is its own image, the query box grown by crop_margin (default); full_image: the
     whole image with the box highlighted (annotators may paint outside; clipped on import)."""
@@ -82,6 +83,11 @@ class ProjectConfig:
     region_cols: Positive = 6
     seed: int = 20
     """Round r draws its randomness from (seed, r), as step r of `activeseg run --seed` does."""
+    query_model: Literal["trained", "fine_tuned"] = "trained"
+    """Model that scores a round and makes its pre-annotations: 'trained', the model of `project train` when
+    it has learned from every answered round (else the fine-tuned one); 'fine_tuned', the start model
+    fine-tuned one epoch per answered round, as `activeseg run` does (a simulated project then selects what
+    the run selects)."""
     device: str = "auto"
     cache_dir: Path | None = field(default_factory=default_cache_dir)
     """On-disk encoder feature cache (None: memory only)."""

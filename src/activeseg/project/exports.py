@@ -58,8 +58,10 @@ def _png(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def brush_results(prediction: np.ndarray, target: Box, class_names: tuple[str, ...]) -> list[dict]:
-    """Label Studio brush layers of ``prediction`` inside ``target`` (one per class present)."""
+def brush_results(prediction: np.ndarray, target: Box, class_names: tuple[str, ...], origin: str = "prediction"
+                  ) -> list[dict]:
+    """Label Studio brush layers of ``prediction`` inside ``target`` (one per class present), marked with
+    ``origin`` ('prediction': a pre-annotation, ids ``pre-<value>``; 'manual': an annotator's strokes)."""
     height, width = prediction.shape
     inside = np.full(prediction.shape, UNLABELLED, dtype=np.uint8)
     inside[target.slices] = prediction[target.slices]
@@ -69,7 +71,7 @@ def brush_results(prediction: np.ndarray, target: Box, class_names: tuple[str, .
         if value >= len(names):
             continue
         out.append({
-            "id": f"pre-{value}", "from_name": "mask", "to_name": "image", "type": "brushlabels",
+            "id": f"{'pre' if origin == 'prediction' else 'ann'}-{value}", "origin": origin, "from_name": "mask", "to_name": "image", "type": "brushlabels",
             "original_width": width, "original_height": height, "image_rotation": 0,
             "value": {"format": "rle", "rle": encode_brush(inside == value), "brushlabels": [names[value]]},
         })
@@ -127,8 +129,6 @@ def write_round(folder: Path, items: list[ExportItem], cfg: ExportConfig, class_
     if "cvat_segmask" in cfg.formats and cfg.pre_annotations and all(p is not None for _, p, _ in files.values()):
         maps = {Path(n).stem: p for n, (_, p, _) in files.items()}
         (tmp / "cvat_pre_annotations.zip").write_bytes(write_segmask_zip(maps, class_names, colors))
-    if "crops" not in cfg.formats and cfg.mode == "crop" and not {"labelstudio", "cvat_xml"} & set(cfg.formats):
-        shutil.rmtree(tmp / "crops", ignore_errors=True)
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     return crops

@@ -26,7 +26,9 @@ from activeseg.project.exports import ExportItem, read_rgb, write_round
 from activeseg.project.mirror import sync_mirrors
 from activeseg.project.session import Session, rng_blob
 from activeseg.project.store import ProjectStore
+from activeseg.project.training import labels_key
 from activeseg.project.workspace import manifest_row
+from activeseg.train.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,14 @@ def predict_native(session: Session, model, index: int, width: int, height: int)
 def run_query(session: Session, strategy: str | None = None, regions: int | None = None,
               export: ExportConfig | None = None, target_class: str | None = None, policy: Path | None = None,
               agent: Path | None = None) -> dict:
-    """Selects and exports one round; returns a summary (round, queries, export folder)."""
+    """Selects and exports one round; returns a summary (round, queries, export folder). Holds the
+    project's lock: two queries (or a query and an import) never interleave."""
+    with session.project.lock():
+        return _run_query(session, strategy, regions, export, target_class, policy, agent)
+
+
+def _run_query(session: Session, strategy: str | None, regions: int | None, export: ExportConfig | None,
+               target_class: str | None, policy: Path | None, agent: Path | None) -> dict:
     project, store = session.project, session.store
     cfg = project.cfg
     export = export or cfg.export
@@ -79,6 +88,8 @@ def run_query(session: Session, strategy: str | None = None, regions: int | None
                           f"model lacks; create the project with al.strategy: {al.strategy} in its config")
     model, _, version = session.al_model()
     trained = session.pool.start is not None or version != "start"  # start images, or a round learned from
+    if cfg.query_model == "trained":
+        model, version = latest_trained(session, model, version)
     if al.strategy not in MODEL_FREE and not trained:
         raise ConfigError(f"the model has learned from nothing yet, so strategy {al.strategy!r} would score regions "
                           f"with an untrained network; start with --strategy random (then import the labels and "
@@ -123,6 +134,16 @@ def run_query(session: Session, strategy: str | None = None, regions: int | None
              project.dir / rel)
     return {"round": rnd, "queries": len(rows), "strategy": al.strategy, "model_version": version,
             "export": str(project.dir / rel), "seconds_select": seconds, "selected": picked.tolist()}
+
+
+def latest_trained(session: Session, model, version: str):
+    """The model `project train` trained on exactly what is labelled now, if there is one; else ``model``."""
+    key = labels_key(session.project)
+    for m in reversed(session.store.models("trained")):
+        if (m["metrics"] or {}).get("labels_key") == key and (session.project.dir / m["path"]).is_file():
+            loaded, _ = load_checkpoint(session.project.dir / m["path"], session.device)
+            return loaded, m["version"]
+    return model, version
 
 
 def box_of(row: dict) -> Box:

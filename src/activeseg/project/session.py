@@ -106,12 +106,17 @@ class Session:
                 self.refresh_labels()
                 fine_tune_step(model, optimizer, self.pool, state, new, cfg.al.step_train, self.device, generator,
                                self.align, cfg.al.step_train_on)
+            metrics = None  # the round's model on the validation folder (status shows it per round)
+            if self.pool.val is not None:
+                metrics = {"val": summarize(evaluate(model, self.pool.val, self.project.num_classes, self.device),
+                                            self.project.classes.names)}
             rel = Path("models") / f"{name}.pt"
             atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, self.project.dir / rel)
             with self.store.transaction() as cur:
                 cur.execute("INSERT OR REPLACE INTO models (version, kind, round, labelled, path, metrics, seconds, "
-                            "created) VALUES (?, 'al', ?, ?, ?, NULL, ?, ?)",
-                            (name, rnd, state.num_labelled, str(rel), time.perf_counter() - t, time.time()))
+                            "created) VALUES (?, 'al', ?, ?, ?, ?, ?, ?)",
+                            (name, rnd, state.num_labelled, str(rel), json.dumps(metrics), time.perf_counter() - t,
+                             time.time()))
             log.info("round %d: fine-tuned on its %d labelled regions (%s)", rnd, len(new), name)
             version = name
         return model.to(self.device), optimizer, version

@@ -104,7 +104,12 @@ class ProjectStore:
         sql = "SELECT idx, image_id, path, width, height, role FROM images"
         rows = self.db.execute(sql + (" WHERE role = ?" if role else "") + " ORDER BY idx",
                                (role,) if role else ()).fetchall()
-        return [dict(zip(("idx", "image_id", "path", "width", "height", "role"), r)) for r in rows]
+        out = [dict(zip(("idx", "image_id", "path", "width", "height", "role"), r)) for r in rows]
+        root = self.meta("images_dir")
+        for r in out:  # the manifest's image_path is relative to the images folder (spec formats.md §1)
+            r["relative_path"] = str(Path(r["path"]).relative_to(root)) if root and r["path"].startswith(root + "/") \
+                else r["path"]
+        return out
 
     # --- the query manifest ---------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ The model is registered in the store only when complete.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import time
@@ -41,7 +42,8 @@ def train_project(session: Session, progress: bool = True) -> dict:
     if labelled == 0 and session.pool.start is None:
         raise ConfigError("nothing is labelled yet; run `activeseg project query`, label the regions and import them")
     last_round = max([r["round"] for r in store.rounds()] or [0])
-    version = f"trained-r{last_round:03d}-{labelled}"
+    key = labels_key(project)
+    version = f"trained-{labelled}-{key[:8]}"  # what it learned from: the labelled regions and their labels
     done = {m["version"]: m for m in store.models("trained")}
     if version in done:
         log.info("%s is up to date (nothing labelled since)", version)
@@ -55,17 +57,17 @@ def train_project(session: Session, progress: bool = True) -> dict:
     resume = None
     if partial.is_file():
         snapshot = torch.load(partial, map_location="cpu", weights_only=True)
-        if snapshot.get("version") == version:
+        if snapshot.get("version") == version and snapshot.get("labels_key") == key:
             resume = snapshot["fit"]
             log.info("%s: resuming after epoch %d", version, resume["epoch"])
 
     def save_partial(snapshot: dict) -> None:
-        atomic_torch_save({"version": version, "fit": snapshot}, partial)
+        atomic_torch_save({"version": version, "labels_key": key, "fit": snapshot}, partial)
 
     result = fit(model, source, session.pool.val, project.num_classes, cfg.al.final_train, session.device, generator,
                  indices=images, keep=keep, align=session.align, progress=progress,
                  desc=f"train ({labelled} regions)", on_epoch=save_partial, resume=resume)
-    metrics = {"labelled_regions": labelled, "best_epoch": result.best_epoch,
+    metrics = {"labelled_regions": labelled, "labels_key": key, "best_epoch": result.best_epoch,
                "epochs": sum(1 for h in result.history if h["epoch"] >= 0), "history": result.history}
     if session.pool.val is not None:
         metrics["val"] = summarize(evaluate(model, session.pool.val, project.num_classes, session.device),
@@ -83,6 +85,15 @@ def train_project(session: Session, progress: bool = True) -> dict:
              "start model" if cfg.al.final_init == "start_model" else al_version,
              "" if val is None else f", val mIoU {val:.4f}")
     return {"version": version, "up_to_date": False, **metrics}
+
+
+def labels_key(project: Project) -> str:
+    """A digest of what the project knows: every label map and region bitmap."""
+    h = hashlib.sha1()
+    for row in project.store.db.execute("SELECT image_id, labels, bitmap FROM labels ORDER BY image_id"):
+        for part in row:
+            h.update(part.encode() if isinstance(part, str) else part)
+    return h.hexdigest()
 
 
 def project_status(project: Project) -> dict:
@@ -108,6 +119,7 @@ def project_status(project: Project) -> dict:
     trained = [{"version": m["version"], "round": m["round"], "labelled_regions": m["labelled"],
                 "val_miou": (m["metrics"] or {}).get("val", {}).get("miou")} for m in project.store.models("trained")]
     rounds = project.store.rounds()
+    al_val = {m["round"]: (m["metrics"] or {}).get("val", {}).get("miou") for m in project.store.models("al")}
     open_q = by_status.get("pending", 0) + by_status.get("exported", 0)
     if open_q:
         nxt = (f"label the {open_q} open queries (exports/round_{rounds[-1]['round']:03d}), then "
@@ -122,7 +134,8 @@ def project_status(project: Project) -> dict:
     return {
         "project": str(project.dir), "project_id": project.project_id,
         "images": {"pool": len(project.pool_images()), "start": len(project.start_images())},
-        "rounds": [{k: r[k] for k in ("round", "strategy", "regions", "model_version")} for r in rounds],
+        "rounds": [{**{k: r[k] for k in ("round", "strategy", "regions", "model_version")},
+                    "val_miou_after": al_val.get(r["round"])} for r in rounds],
         "queries": by_status,
         "pixels_per_class": dict(zip(names, pixels.tolist())),
         "regions_per_class": dict(zip(names, regions.tolist())),

@@ -21,8 +21,15 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # no advisory file locks (Windows): SQLite still serialises every write
+    fcntl = None
 
 import numpy as np
 import torch
@@ -89,6 +96,7 @@ class Project:
     store: ProjectStore
     cfg: ProjectConfig
     classes: ClassInfo
+    _lock_depth: int = 0
 
     # --- creation and opening -------------------------------------------------------------------
 
@@ -108,6 +116,9 @@ class Project:
                 (only their pixels are used, never labels).
         """
         directory = Path(directory)
+        leftovers = [p for p in directory.glob(STORE_NAME + ".init*")] if directory.is_dir() else []
+        for p in leftovers:  # a killed init: its unfinished store, never a project
+            p.unlink()
         if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
             raise ConfigError(f"{directory} exists and is not an empty folder; give a new folder for the project "
                               f"(or open the existing project with the other `activeseg project` commands)")
@@ -154,11 +165,15 @@ class Project:
                 paths = dict(items)
                 rows = [(s, "pool") for s in pool] + [(s, "start") for s in sorted(start)] + [(s, "state") for s in state]
                 cur.executemany("INSERT INTO images (idx, image_id, path, width, height, role) VALUES (?,?,?,?,?,?)",
-                                [(i, s, str(paths[s].resolve()), *sizes[s], role) for i, (s, role) in enumerate(rows)])
+                                [(i, s, str(Path(images).resolve() / paths[s].name), *sizes[s], role)
+                                 for i, (s, role) in enumerate(rows)])
                 project = cls(directory, store, cfg, info)
                 grid_rows = project.initial_label_rows(initial, pool)
-                for stem, lab in initial.items():
-                    bitmap = np.where(lab != UNLABELLED, 255, 0).astype(np.uint8)
+                for stem, lab in initial.items():  # bitmap: the start images whole, the covered grid boxes
+                    bitmap = np.full(lab.shape, 255 if stem in start else 0, np.uint8)
+                    for r in grid_rows:
+                        if r["image_id"] == stem:
+                            bitmap[r["y0"]:r["y1"], r["x0"]:r["x1"]] = 255
                     ProjectStore.put_labels(cur, stem, lab, bitmap)
                 ProjectStore.append_rows(cur, grid_rows)
         finally:
@@ -181,11 +196,32 @@ class Project:
                             classes_json.get("ignore_index"))
         project = cls(directory, store, cfg, classes)
         if sync:
-            sync_mirrors(project)
+            with project.lock():
+                sync_mirrors(project)
         return project
 
     def close(self) -> None:
         self.store.close()
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Holds the project's file lock (``.lock``): commands that write exports, manifest rows and mirrors
+        (query, import) run one at a time, and a mirror never goes back to an older state. Re-entrant."""
+        if self._lock_depth or fcntl is None:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        with open(self.dir / ".lock", "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            self._lock_depth = 1
+            try:
+                yield
+            finally:
+                self._lock_depth = 0
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     # --- geometry ---------------------------------------------------------------------------------
 
@@ -283,7 +319,7 @@ def manifest_row(image: dict, box: Box, rid: int | None, rnd: int, strategy: str
     return {
         "query_id": f"r{rnd:03d}-{image['image_id']}-{box.x0}-{box.y0}-{box.x1}-{box.y1}",
         "image_id": image["image_id"],
-        "image_path": image["path"],
+        "image_path": image.get("relative_path", image["path"]),
         "image_width": image["width"],
         "image_height": image["height"],
         "x0": box.x0, "y0": box.y0, "x1": box.x1, "y1": box.y1,
