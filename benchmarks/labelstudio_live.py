@@ -30,7 +30,14 @@ Two modes:
     project folder, Local Files storage on ``exports/round_001/crops``) with the exported
     ``labelstudio_config.xml`` and ``labelstudio_tasks.json`` imported as they are, ground-truth brush
     answers, the full JSON export, ``activeseg project import``, then the project's store checked against
-    CamVid inside every queried box and ``activeseg project status --json``.
+    CamVid inside every queried box and ``activeseg project status --json``. Then round 2 on the same server
+    and Label Studio project: ``activeseg project query --strategy entropy`` (the model fine-tuned on round 1,
+    so the tasks' predictions carry brush pre-annotation layers, ``origin: prediction``, ids ``pre-<value>``),
+    a second storage on ``exports/round_002/crops``, each task answered with the results Label Studio's editor
+    copies from the prediction when an annotator accepts it (read in the 1.23.2 bundle: all results, the
+    read-only query rectangle too, ``origin`` forced to ``prediction``, ids kept) plus the truth painted over
+    the whole query box as manual strokes, the export, ``project import`` and the store checked again: the
+    manual strokes win over the pre-annotation inside every box (summary key ``round_2``).
 
 Run (the Makefile target runs these after installing .venv-ls):
     .venv/bin/python benchmarks/labelstudio_live.py --camvid 12 --out docs/labelstudio_roundtrip.json
@@ -42,7 +49,9 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -66,7 +75,7 @@ from activeseg import UNLABELLED
 from activeseg.data.classes import load_classes
 from activeseg.data.folder import read_pair, scan_split
 from activeseg.data.roots import resolve_dataset_dir
-from activeseg.formats.brush_rle import encode_brush
+from activeseg.formats.brush_rle import decode_brush, encode_brush
 from activeseg.formats.common import VOID_NAME, Box
 from activeseg.formats.crops import CropSpec, crop_for_query, crop_pixels
 from activeseg.formats.labelstudio import labelling_config, local_files_url, make_task, parse_export
@@ -230,6 +239,30 @@ class LabelStudioServer:
             return self.log_path.read_text(errors="replace")[-chars:]
         except OSError:
             return "<no log>"
+
+    def log_size(self) -> int:
+        """The server log's size in bytes now (an offset for :meth:`prediction_warnings`)."""
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def prediction_warnings(self, since: int = 0) -> dict[str, int]:
+        """The prediction validation errors the server logged after byte ``since`` (Label Studio 1.23 checks
+        imported predictions against the labelling config and, unless the feature flag
+        ``fflag_feat_utc_210_prediction_validation_15082025`` is on, only logs them): message -> count, the
+        value a message quotes ("got ...") replaced by ``<n>``."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(since)
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return {}
+        out: dict[str, int] = {}
+        for m in re.finditer(r"^- Task \d+, prediction \d+: (.*)$", text, flags=re.MULTILINE):
+            key = re.sub(r"got -?\d+(\.\d+)?(e[-+]?\d+)?", "got <n>", m.group(1).strip())
+            out[key] = out.get(key, 0) + 1
+        return out
 
     def _wait_until_up(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
@@ -424,6 +457,71 @@ def export_project(client: Client, project: int, out: Path) -> list[dict]:
 
 # ---- the round trip -------------------------------------------------------------------------------
 
+#: ``(stored task, served image size (width, height)) -> (result list, extra annotation fields)``: one
+#: annotator's answer to a task, submitted as it is.
+Answerer = Callable[[dict, tuple[int, int]], tuple[list[dict], dict]]
+
+
+def truth_answerer(truth: Callable[[dict], np.ndarray], names: Sequence[str]) -> Answerer:
+    """Answers a task with one brush result per label value of ``truth(task data)`` (the task image's class map)."""
+    def answer(task: dict, size: tuple[int, int]) -> tuple[list[dict], dict]:
+        labels = np.asarray(truth(task["data"]))
+        if labels.shape != (size[1], size[0]):
+            raise LabelStudioError(f"task {task['id']}: truth is {labels.shape[1]}x{labels.shape[0]}, the "
+                                   f"served image {size[0]}x{size[1]}; return the class map of the task image")
+        return brush_results(labels.astype(np.uint8), names), {}
+    return answer
+
+
+def run_round(client: Client, project: int, tasks: list[dict], files_root: Path, answer: Answerer,
+              out_export: Path) -> dict:
+    """One round on a live project: a Local Files storage (unsynced) on the folder of the tasks' images, the
+    tasks imported, each answered through ``POST /api/tasks/{id}/annotations/``, the full JSON export.
+
+    The project may already hold tasks of earlier rounds; only this round's (matched by ``data``) are
+    answered, and the export holds every task of the project.
+
+    Returns:
+        counts (tasks, images served, annotations submitted, tasks / annotations / predictions exported,
+        predictions stored unchanged), ``stored`` (this round's tasks as the server lists them) and
+        ``timings_s`` (import, annotate, export; unrounded).
+    """
+    files_root = Path(files_root).resolve()
+    folder = storage_folder(tasks, files_root)
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    before = int(client.json("GET", f"/api/projects/{project}")["task_number"])
+    add_local_storage(client, project, folder)
+    import_tasks(client, project, tasks)
+    keys = {_data_key(t_["data"]) for t_ in tasks}
+    stored = [t_ for t_ in list_tasks(client, project, before + len(tasks)) if _data_key(t_["data"]) in keys]
+    if len(stored) != len(tasks):
+        raise LabelStudioError(f"project {project} lists {len(stored)} of the {len(tasks)} tasks just imported")
+    timings["import"] = time.perf_counter() - t
+    predictions_intact = intact_predictions(client, project, stored, tasks)
+    t = time.perf_counter()
+    submitted = 0
+    for task in stored:
+        results, extra = answer(task, served_image_size(client, task, files_root))
+        client.json("POST", f"/api/tasks/{task['id']}/annotations/",
+                    {"result": results, "was_cancelled": False, **extra})
+        submitted += 1
+    timings["annotate"] = time.perf_counter() - t
+    t = time.perf_counter()
+    export = export_project(client, project, Path(out_export))
+    timings["export"] = time.perf_counter() - t
+    return {
+        "tasks": len(tasks),
+        "images_served": len(stored),
+        "annotations_submitted": submitted,
+        "tasks_exported": len(export),
+        "annotations_exported": sum(len(t_.get("annotations") or []) for t_ in export),
+        "predictions_exported": sum(len(t_.get("predictions") or []) for t_ in export),
+        "predictions_intact": predictions_intact,
+        "stored": stored,
+        "timings_s": timings,
+    }
+
 
 def roundtrip(
     tasks_json: Path,
@@ -455,49 +553,18 @@ def roundtrip(
         ``label_studio_version``, counts (tasks, images served, annotations submitted and exported,
         predictions exported and stored unchanged) and ``timings_s`` (server start, import, annotate, export).
     """
-    files_root = Path(files_root).resolve()
     tasks = json.loads(Path(tasks_json).read_text())
     config = Path(config_xml).read_text()
     names = label_names(config)
-    folder = storage_folder(tasks, files_root)
-    timings: dict[str, float] = {}
+    storage_folder(tasks, Path(files_root).resolve())  # fails before the server starts
     with LabelStudioServer(files_root, data_dir, executable, startup_timeout) as server:
         client = server.client()
-        timings["server_start"] = server.start_seconds
-        t = time.perf_counter()
         project = create_project(client, "activeseg live round trip", config)
-        add_local_storage(client, project, folder)
-        import_tasks(client, project, tasks)
-        stored = list_tasks(client, project, len(tasks))
-        timings["import"] = time.perf_counter() - t
-        predictions_intact = intact_predictions(client, project, stored, tasks)
-        t = time.perf_counter()
-        submitted = 0
-        for task in stored:
-            labels = np.asarray(truth(task["data"]))
-            size = served_image_size(client, task, files_root)
-            if labels.shape != (size[1], size[0]):
-                raise LabelStudioError(f"task {task['id']}: truth is {labels.shape[1]}x{labels.shape[0]}, the "
-                                       f"served image {size[0]}x{size[1]}; return the class map of the task image")
-            results = brush_results(labels.astype(np.uint8), names)
-            client.json("POST", f"/api/tasks/{task['id']}/annotations/", {"result": results, "was_cancelled": False})
-            submitted += 1
-        timings["annotate"] = time.perf_counter() - t
-        t = time.perf_counter()
-        export = export_project(client, project, Path(out_export))
-        timings["export"] = time.perf_counter() - t
-        version = server.version
-    return {
-        "label_studio_version": version,
-        "tasks": len(tasks),
-        "images_served": len(stored),
-        "annotations_submitted": submitted,
-        "tasks_exported": len(export),
-        "annotations_exported": sum(len(t.get("annotations") or []) for t in export),
-        "predictions_exported": sum(len(t.get("predictions") or []) for t in export),
-        "predictions_intact": predictions_intact,
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
-    }
+        stats = run_round(client, project, tasks, files_root, truth_answerer(truth, names), out_export)
+        version, start = server.version, server.start_seconds
+    stats.pop("stored")
+    stats["timings_s"] = {k: round(v, 3) for k, v in {"server_start": start, **stats["timings_s"]}.items()}
+    return {"label_studio_version": version, **stats}
 
 
 # ---- CamVid crop tasks ----------------------------------------------------------------------------
@@ -545,8 +612,13 @@ def crop_truth(labels: dict[str, np.ndarray]) -> Callable[[dict], np.ndarray]:
     return truth
 
 
-def check_export(export: Path, class_names: Sequence[str], labels: dict, crops: dict[str, CropSpec]) -> dict:
-    """Decodes the export with activeseg's parser and compares every answer with the truth.
+def check_export(export: Path | list, class_names: Sequence[str], labels: dict, crops: dict[str, CropSpec],
+                 box_only: bool = False) -> dict:
+    """Decodes the export (its file, or the loaded list) with activeseg's parser and compares every answer
+    with the truth.
+
+    ``box_only``: the answers paint the truth inside the query box only, so the crop outside the box must
+    come back unpainted (255). Tasks of the export that are not in ``crops`` are decoded but not compared.
 
     Returns:
         counts: tasks answered, pixels checked and mismatching inside the query boxes and in the whole
@@ -566,6 +638,10 @@ def check_export(export: Path, class_names: Sequence[str], labels: dict, crops: 
             continue
         want = crop_pixels(labels[qid], crop)
         target = crop.target_in_crop.slices
+        if box_only:
+            inside = want[target].copy()
+            want = np.full(want.shape, UNLABELLED, dtype=want.dtype)
+            want[target] = inside
         bad = int((answer.labels[target] != want[target]).sum())
         out["answered"] += 1
         out["box_pixels_checked"] += crop.target.area
@@ -626,7 +702,222 @@ def camvid_roundtrip(n: int, *, data_root: Path | None = None, seed: int = 0, wo
     }
 
 
-# ---- a labelling project's round, through activeseg's own commands ------------------------------------
+# ---- round 2: pre-annotations accepted in Label Studio, corrected by manual strokes ---------------------
+
+#: What Label Studio 1.23.2's editor does when an annotator opens a task that has a prediction and no
+#: annotation, read in its bundle (web/dist/apps/labelstudio/*.js; LSF AppStore, AnnotationStore, Result):
+#: every prediction result is loaded with ``origin`` forced to ``"prediction"``; ``addAnnotationFromPrediction``
+#: copies ALL of them (the read-only query rectangle too) into the new annotation, keeping each id (only a
+#: ``#...`` suffix would be rewritten) and recording ``parent_prediction``; on submit each region is serialized
+#: as original_width/height, image_rotation, value, id, from_name, to_name, type, origin (+ ``readonly: true``
+#: where the result was read-only, + ``score`` where it had a numeric one; other keys are dropped); a brush
+#: region is re-encoded from its pixels (Region2RLE; with the default-on multi-image-segmentation flag every
+#: RGBA channel = the alpha, which is what activeseg writes: 255 painted, 0 not); a region keeps ``origin:
+#: prediction`` until it is drawn on (then ``prediction-changed``); new strokes are ``origin: manual``.
+#: The server stores annotation and prediction results as sent (nothing in its Python reads ``origin``).
+LSF_ACCEPT_NOTE = (
+    "LSF 1.23.2 addAnnotationFromPrediction: every prediction result copied (query rectangle kept, "
+    "readonly: true), origin forced to 'prediction', ids kept, parent_prediction set; submit re-serializes "
+    "{original_width, original_height, image_rotation, value, id, from_name, to_name, type, origin[, readonly]"
+    "[, score]} and re-encodes brush RLE from pixels (RGBA = alpha: equal to activeseg's 255/0 layers); "
+    "drawing on a region makes it 'prediction-changed'; new strokes are 'manual'; the server stores results as sent")
+_LSF_REGION_FIELDS = ("original_width", "original_height", "image_rotation", "value")
+
+
+def accepted_prediction(client: Client, task: dict, model_version: str | None) -> tuple[list[dict], int]:
+    """The result list Label Studio's editor puts in a new annotation of ``task`` from its prediction (see
+    :data:`LSF_ACCEPT_NOTE`), and the prediction's id (the annotation's ``parent_prediction``).
+
+    Reads the task as the editor does (``GET /api/tasks/{id}``) and takes the prediction whose model version is
+    the project's, else the first.
+    """
+    full = client.json("GET", f"/api/tasks/{task['id']}")
+    predictions = full.get("predictions") or []
+    if not predictions:
+        raise LabelStudioError(f"task {task['id']} has no prediction to accept; GET /api/tasks/{task['id']} "
+                               "lists none")
+    chosen = next((p for p in predictions if (p.get("model_version") or "").strip() == (model_version or "")),
+                  predictions[0])
+    results = []
+    for r in chosen["result"]:
+        copy = {k: r[k] for k in _LSF_REGION_FIELDS if k in r}
+        copy |= {"id": str(r["id"]).split("#")[0], "from_name": r["from_name"], "to_name": r["to_name"],
+                 "type": r["type"], "origin": "prediction"}
+        if r.get("readonly"):
+            copy["readonly"] = True
+        if isinstance(r.get("score"), (int, float)):
+            copy["score"] = r["score"]
+        results.append(copy)
+    return results, int(chosen["id"])
+
+
+def target_in_crop(data: dict) -> Box:
+    """The query box of a crop task in crop pixels (from ``data.crop_px`` and ``data.region_px``)."""
+    return CropSpec(Box(**data["crop_px"]), Box(**data["region_px"])).target_in_crop
+
+
+def correcting_answerer(client: Client, project: int, truth: Callable[[dict], np.ndarray],
+                        names: Sequence[str]) -> Answerer:
+    """An annotator who accepts the task's prediction (:func:`accepted_prediction`), then paints the truth
+    over the whole query box with new strokes (``origin: manual``, one layer per label value); the crop
+    around the box stays unpainted."""
+    model_version = client.json("GET", f"/api/projects/{project}").get("model_version")
+
+    def answer(task: dict, size: tuple[int, int]) -> tuple[list[dict], dict]:
+        accepted, prediction = accepted_prediction(client, task, model_version)
+        labels = np.asarray(truth(task["data"]))
+        if labels.shape != (size[1], size[0]):
+            raise LabelStudioError(f"task {task['id']}: truth is {labels.shape[1]}x{labels.shape[0]}, the "
+                                   f"served image {size[0]}x{size[1]}")
+        box = target_in_crop(task["data"]).slices
+        painted = np.full(labels.shape, UNLABELLED, dtype=np.uint8)
+        painted[box] = labels[box]
+        manual = [r | {"id": f"manual-{k}", "origin": "manual"}
+                  for k, r in enumerate(brush_results(painted, names))]
+        return accepted + manual, {"parent_prediction": prediction}
+    return answer
+
+
+def count_pre_layers(tasks: Sequence[dict]) -> int:
+    """Brush pre-annotation layers in the tasks' predictions."""
+    return sum(r.get("type") == "brushlabels" for t in tasks for p in t.get("predictions", [])
+               for r in p.get("result", []))
+
+
+def pre_annotation_truth(tasks: Sequence[dict], truth: Callable[[dict], np.ndarray], names: Sequence[str]) -> dict:
+    """Pixels the tasks' pre-annotation layers paint inside the query boxes, and how many of them disagree with
+    the truth: the pixels where the annotator's manual strokes must win for the import to be exact."""
+    index = {name: i for i, name in enumerate(names)}
+    out = {"pixels": 0, "disagreeing_with_truth": 0, "box_pixels": 0}
+    for task in tasks:
+        labels = np.asarray(truth(task["data"]))
+        pre = np.full(labels.shape, UNLABELLED, dtype=np.uint8)
+        for p in task.get("predictions", []):
+            for r in p.get("result", []):
+                if r.get("type") == "brushlabels":
+                    mask = decode_brush(r["value"]["rle"], r["original_height"], r["original_width"])
+                    pre[mask] = index[r["value"]["brushlabels"][0]]
+        box = target_in_crop(task["data"]).slices
+        painted = pre[box] != UNLABELLED
+        out["box_pixels"] += int(painted.size)
+        out["pixels"] += int(painted.sum())
+        out["disagreeing_with_truth"] += int((painted & (pre[box] != labels[box])).sum())
+    return out
+
+
+def _latest(annotations: Sequence[dict]) -> dict | None:
+    done = [a for a in annotations if isinstance(a, dict) and not a.get("was_cancelled")]
+    return max(done, key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), str(a.get("id")))) \
+        if done else None
+
+
+def audit_pre_annotations(export: Sequence[dict], tasks: Sequence[dict]) -> dict:
+    """What came back in the full JSON export for the prediction-derived results of ``tasks``' annotations.
+
+    Per exported annotation of these tasks: results counted by ``origin``; each pre-annotation layer sent in
+    the task's prediction looked up by id (found, ``origin`` still ``prediction``, RLE and label identical);
+    the query rectangle (kept, ``readonly``, its ``origin``); and whether the export lists predictions by id.
+    """
+    sent = {t["data"]["query_id"]: [r for p in t.get("predictions", []) for r in p.get("result", [])] for t in tasks}
+    out = {"annotations": 0, "results_by_origin": {}, "pre_layers_sent": 0, "pre_layers_exported": 0,
+           "pre_layers_origin_prediction": 0, "pre_layers_rle_identical": 0, "pre_layers_intact": 0,
+           "pre_layer_ids": [], "query_rect_kept": 0, "query_rect_readonly": 0, "query_rect_origins": {},
+           "export_predictions_listed_as": None, "parent_prediction_set": 0}
+    for task in export:
+        qid = (task.get("data") or {}).get("query_id")
+        if qid not in sent:
+            continue
+        preds = task.get("predictions") or []
+        if preds:
+            out["export_predictions_listed_as"] = "ids" if all(isinstance(p, int) for p in preds) else "objects"
+        ann = _latest(task.get("annotations") or [])
+        if ann is None:
+            continue
+        out["annotations"] += 1
+        out["parent_prediction_set"] += ann.get("parent_prediction") is not None
+        results = ann.get("result") or []
+        by_id = {r.get("id"): r for r in results}
+        for r in results:
+            key = str(r.get("origin", "<none>"))
+            out["results_by_origin"][key] = out["results_by_origin"].get(key, 0) + 1
+        for p in sent[qid]:
+            got = by_id.get(p.get("id"))
+            if p.get("type") == "rectanglelabels":
+                if got is not None:
+                    out["query_rect_kept"] += 1
+                    out["query_rect_readonly"] += got.get("readonly") is True
+                    key = str(got.get("origin", "<none>"))
+                    out["query_rect_origins"][key] = out["query_rect_origins"].get(key, 0) + 1
+                continue
+            if p.get("type") != "brushlabels":
+                continue
+            out["pre_layers_sent"] += 1
+            if got is None:
+                continue
+            out["pre_layers_exported"] += 1
+            if got["id"] not in out["pre_layer_ids"]:
+                out["pre_layer_ids"].append(got["id"])
+            origin_ok = got.get("origin") == "prediction"
+            rle_ok = (got.get("value") or {}).get("rle") == p["value"]["rle"]
+            same = (got.get("value") == p["value"] and got.get("original_width") == p["original_width"]
+                    and got.get("original_height") == p["original_height"])
+            out["pre_layers_origin_prediction"] += origin_ok
+            out["pre_layers_rle_identical"] += rle_ok
+            out["pre_layers_intact"] += origin_ok and same
+    out["pre_layer_ids"] = sorted(out["pre_layer_ids"], key=lambda s: (len(s), s))
+    return out
+
+
+def precedence_controls(export: list[dict], tasks: Sequence[dict], class_names: Sequence[str], labels: dict,
+                        crops: dict[str, CropSpec]) -> dict:
+    """Box mismatches of round 2's export decoded again after edits that must not matter, and one that must.
+
+    ``manual_first``: each annotation's results reordered, the manual strokes before the accepted prediction
+    (the precedence comes from ``origin``, not the order). ``origin_dropped``: no result carries ``origin``
+    (pre-annotations are then known by their ``pre-`` ids). ``pre_edited``: the pre-annotation layers marked
+    ``prediction-changed`` (the annotator painted into them): the manual strokes still win over them.
+    ``pre_as_strokes``: the pre-annotation layers marked ``manual`` (as if the annotator had drawn them): they
+    now conflict with the real strokes wherever the model is wrong, so mismatches must appear: the check is
+    sensitive.
+    """
+    qids = {t["data"]["query_id"] for t in tasks}
+
+    def edited(change: Callable[[list[dict]], list[dict]]) -> list[dict]:
+        out = []
+        for task in export:
+            if (task.get("data") or {}).get("query_id") in qids:
+                task = {**task, "annotations": [{**a, "result": change([dict(r) for r in a.get("result") or []])}
+                                                for a in task.get("annotations") or []]}
+            out.append(task)
+        return out
+
+    def manual_first(results: list[dict]) -> list[dict]:
+        return ([r for r in results if r.get("origin") != "prediction"]
+                + [r for r in results if r.get("origin") == "prediction"])
+
+    def origin_dropped(results: list[dict]) -> list[dict]:
+        return [{k: v for k, v in r.items() if k != "origin"} for r in results]
+
+    def pre_edited(results: list[dict]) -> list[dict]:
+        return [r | {"origin": "prediction-changed"} if str(r.get("id", "")).startswith("pre-") else r
+                for r in results]
+
+    def pre_as_strokes(results: list[dict]) -> list[dict]:
+        return [r | {"origin": "manual"} if str(r.get("id", "")).startswith("pre-") else r for r in results]
+
+    parser_log = logging.getLogger("activeseg.formats.labelstudio")
+    level = parser_log.level
+    parser_log.setLevel(logging.ERROR)  # pre_as_strokes warns about its (intended) conflicting pixels
+    try:
+        return {name: check_export(edited(change), class_names, labels, crops, box_only=True)["box_mismatches"]
+                for name, change in (("manual_first", manual_first), ("origin_dropped", origin_dropped),
+                                     ("pre_edited", pre_edited), ("pre_as_strokes", pre_as_strokes))}
+    finally:
+        parser_log.setLevel(level)
+
+
+# ---- a labelling project's rounds, through activeseg's own commands -----------------------------------
+
 
 #: Settings of the round-trip project: a small pretrained encoder, frozen, on the CPU (fast and offline; the
 #: weights ship in an installed package) and no on-disk feature cache (nothing is written outside the work dir).
@@ -741,36 +1032,76 @@ def check_project_labels(project_dir: Path, queries: dict[str, dict], truth: dic
         out["box_pixels_by_label"] = {(names[v] if v < len(names) else str(v)): int(histogram[v])
                                       for v in np.flatnonzero(histogram).tolist()}
         imports = project.store.imports()
-        out["import_report"] = imports[-1]["report"] if imports else []
+        report = imports[-1]["report"] if imports else []
+        # {"policy": ..., "queries": [...]} since the import records its policy; a bare list before
+        out["import_report"] = report.get("queries", []) if isinstance(report, dict) else report
     finally:
         project.close()
     return out
 
 
+def read_truth(queries: dict[str, dict], truth: dict[str, np.ndarray], label_files: dict[str, Path],
+               classes) -> dict[str, np.ndarray]:
+    """``query_id -> full label map`` of the queries' images (read once per image into ``truth``)."""
+    from activeseg.project.workspace import read_label_png
+
+    out = {}
+    for qid, q in queries.items():
+        if q["image_id"] not in truth:
+            truth[q["image_id"]] = read_label_png(label_files[q["image_id"]], (q["image_width"], q["image_height"]),
+                                                  classes)
+        out[qid] = truth[q["image_id"]]
+    return out
+
+
+def task_crops(tasks: Sequence[dict]) -> dict[str, CropSpec]:
+    """``query_id -> CropSpec`` of crop tasks (``data.crop_px`` and ``data.region_px``)."""
+    return {t["data"]["query_id"]: CropSpec(Box(**t["data"]["crop_px"]), Box(**t["data"]["region_px"])) for t in tasks}
+
+
+def import_counts(report: Sequence[dict], queries: Sequence[str] | None = None) -> dict:
+    """Labelled / rejected / unchanged queries and the least coverage of an import report."""
+    rows = [r for r in report if queries is None or r["query_id"] in queries]
+    coverages = [r["coverage"] for r in rows if "coverage" in r]
+    return {"labelled": sum(r["status"] == "labelled" for r in rows),
+            "rejected": sum(r["status"] == "rejected" for r in rows),
+            "unchanged": sum(r["status"].startswith("already") for r in rows),
+            "min_coverage": min(coverages) if coverages else None}
+
+
 def project_roundtrip(n: int, *, images: int = 12, data_root: Path | None = None, seed: int = 0,
                       work_dir: Path | None = None, data_dir: Path | None = None,
-                      executable: Path = DEFAULT_EXECUTABLE) -> dict:
-    """One cold-start round of a labelling project through Label Studio, with activeseg's own commands.
+                      executable: Path = DEFAULT_EXECUTABLE, second_round: bool = True) -> dict:
+    """Two rounds of a labelling project through one live Label Studio, with activeseg's own commands.
 
-    ``activeseg project init`` over ``images`` CamVid train images, ``project query --strategy random
-    --regions n``, the round's Label Studio files through a live server (:func:`roundtrip`: document root =
-    the project folder), ground-truth brush answers, the full JSON export, ``project import``, then the
-    store's labels checked against CamVid inside every queried box and ``project status --json``.
+    Round 1 (cold start): ``activeseg project init`` over ``images`` CamVid train images, ``project query
+    --strategy random --regions n`` (no pre-annotations: the model has learned nothing), the round's Label
+    Studio files through the server (document root = the project folder, a Local Files storage on
+    ``exports/round_001/crops``), ground-truth brushes over the whole crop, the full JSON export, ``project
+    import``, the store checked against CamVid inside every queried box, ``project status --json``.
+
+    Round 2 (``second_round``): ``project query --strategy entropy --regions n`` (the model fine-tuned on round
+    1, so every task's prediction carries brush pre-annotation layers), the tasks imported into the same Label
+    Studio project (a second storage on ``exports/round_002/crops``), each answered as an annotator who accepts
+    the prediction (the results Label Studio's editor copies from it, ``origin: prediction``) and paints the
+    truth over the whole query box (``origin: manual``), the full JSON export (both rounds' tasks), ``project
+    import`` (round 1's queries are kept), then the store checked inside every box of both rounds: the manual
+    strokes must win wherever the pre-annotation disagrees with the truth.
 
     Args:
-        n: regions to query.
+        n: regions to query per round.
         images: CamVid train images in the project's images folder (drawn with ``seed``).
         data_root: data root holding ``camvid/`` (default: ``$ACTIVESEG_DATA``, then ../shared/data).
         seed: seed of the image draw.
-        work_dir: where the images folder, settings, project and export are written (temporary when None).
+        work_dir: where the images folder, settings, project and exports are written (temporary when None).
         data_dir: Label Studio's data dir (a fresh temporary one when None).
         executable: the ``label-studio`` script of the separate venv.
+        second_round: run round 2 as well (the summary's ``round_2``).
 
     Returns:
-        the summary; ``exact`` is True when every query came back labelled with the truth in its box.
+        the summary (round 1 at the top level, round 2 under ``round_2``); ``exact`` is True when every query of
+        every round came back labelled with the truth in its box.
     """
-    from activeseg.project.workspace import read_label_png
-
     dataset_dir = resolve_dataset_dir("camvid", data_root)
     classes_json = dataset_dir / "classes.json"
     classes = load_classes(classes_json)
@@ -778,6 +1109,7 @@ def project_roundtrip(n: int, *, images: int = 12, data_root: Path | None = None
     commands: list[dict] = []
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
+    round_2: dict | None = None
     with tempfile.TemporaryDirectory(prefix="ls-project-") as tmp:
         work = (Path(work_dir) if work_dir is not None else Path(tmp)).resolve()
         work.mkdir(parents=True, exist_ok=True)
@@ -794,35 +1126,42 @@ def project_roundtrip(n: int, *, images: int = 12, data_root: Path | None = None
         round_dir = project_dir / "exports" / "round_001"
         tasks_json, config_xml = round_dir / "labelstudio_tasks.json", round_dir / "labelstudio_config.xml"
         tasks = json.loads(tasks_json.read_text())
+        config = config_xml.read_text()
         queries = manifest_queries(project_dir / "queries.jsonl")
         truth: dict[str, np.ndarray] = {}
-        full_labels: dict[str, np.ndarray] = {}
-        for qid, q in queries.items():
-            if q["image_id"] not in truth:
-                truth[q["image_id"]] = read_label_png(label_files[q["image_id"]], (q["image_width"], q["image_height"]),
-                                                      classes)
-            full_labels[qid] = truth[q["image_id"]]
-        crops = {t_["data"]["query_id"]: CropSpec(Box(**t_["data"]["crop_px"]), Box(**t_["data"]["region_px"]))
-                 for t_ in tasks}
+        full_labels = read_truth(queries, truth, label_files, classes)
+        crops = task_crops(tasks)
         storage = storage_folder(tasks, project_dir)
-        stats = roundtrip(tasks_json, config_xml, project_dir, crop_truth(full_labels), work / "export.json",
-                          data_dir=data_dir, executable=executable)
-        t = time.perf_counter()
-        export_check = check_export(work / "export.json", classes.names, full_labels, crops)
-        timings["parse_and_check_export"] = time.perf_counter() - t
-        _, timings["project_import"] = run_cli(["project", "import", project_dir, work / "export.json"], commands, work)
-        t = time.perf_counter()
-        check = check_project_labels(project_dir, queries, truth, names)
-        timings["check_store"] = time.perf_counter() - t
-        out, timings["project_status"] = run_cli(["project", "status", project_dir, "--json"], commands, work)
-        status = json.loads(out)
-    timings = {**{k: v for k, v in timings.items() if k in ("build_images", "project_init", "project_query")},
-               **stats["timings_s"],
-               **{k: v for k, v in timings.items() if k not in ("build_images", "project_init", "project_query")},
-               "total": time.perf_counter() - t_all}
+        with LabelStudioServer(project_dir, data_dir, executable) as server:
+            client = server.client()
+            timings["server_start"] = server.start_seconds
+            ls_project = create_project(client, "activeseg project round trip", config)
+            log_at = server.log_size()
+            stats = run_round(client, ls_project, tasks, project_dir,
+                              truth_answerer(crop_truth(full_labels), label_names(config)), work / "export.json")
+            stats.pop("stored")
+            stats["label_studio_version"] = server.version
+            stats["prediction_warnings"] = server.prediction_warnings(log_at)
+            timings |= stats.pop("timings_s")
+            t = time.perf_counter()
+            export_check = check_export(work / "export.json", classes.names, full_labels, crops)
+            timings["parse_and_check_export"] = time.perf_counter() - t
+            _, timings["project_import"] = run_cli(["project", "import", project_dir, work / "export.json"],
+                                                   commands, work)
+            t = time.perf_counter()
+            check = check_project_labels(project_dir, queries, truth, names)
+            timings["check_store"] = time.perf_counter() - t
+            out, timings["project_status"] = run_cli(["project", "status", project_dir, "--json"], commands, work)
+            status = json.loads(out)
+            timings["total"] = time.perf_counter() - t_all
+            if second_round:
+                round_2 = second_project_round(n, server, ls_project, config, project_dir, work, truth, label_files,
+                                               classes, names)
+    timings = {k: timings[k] for k in ("build_images", "project_init", "project_query", "server_start", "import",
+                                       "annotate", "export", "parse_and_check_export", "project_import",
+                                       "check_store", "project_status", "total")}
     labelled = int(status["queries"].get("labelled", 0))
     report = check["import_report"]
-    coverages = [r["coverage"] for r in report if "coverage" in r]
     unanswered = [qid for qid, bad in export_check["per_task"] if bad is None]
     summary = {
         "mode": "project", "pinned_version": PINNED_VERSION, "label_studio_version": stats["label_studio_version"],
@@ -836,16 +1175,13 @@ def project_roundtrip(n: int, *, images: int = 12, data_root: Path | None = None
         "annotations_submitted": stats["annotations_submitted"], "tasks_exported": stats["tasks_exported"],
         "annotations_exported": stats["annotations_exported"], "predictions_exported": stats["predictions_exported"],
         "predictions_intact": stats["predictions_intact"],
-        "pre_annotation_layers": sum(r.get("type") == "brushlabels" for t_ in tasks for p in t_.get("predictions", [])
-                                     for r in p.get("result", [])),
+        "label_studio_prediction_warnings": stats["prediction_warnings"],
+        "pre_annotation_layers": count_pre_layers(tasks),
         "export_check": {"answered": export_check["answered"], "unanswered": unanswered,
                          "box_mismatches": export_check["box_mismatches"],
                          "crop_mismatches": export_check["crop_mismatches"],
                          "crop_pixels_checked": export_check["crop_pixels_checked"]},
-        "import": {"labelled": sum(r["status"] == "labelled" for r in report),
-                   "rejected": sum(r["status"] == "rejected" for r in report),
-                   "unchanged": sum(r["status"].startswith("already") for r in report),
-                   "min_coverage": min(coverages) if coverages else None},
+        "import": import_counts(report),
         "status": {"queries": status["queries"], "rounds": status["rounds"],
                    "pixels_per_class": status["pixels_per_class"]},
         "queries": len(queries), "labelled_queries": labelled,
@@ -856,12 +1192,122 @@ def project_roundtrip(n: int, *, images: int = 12, data_root: Path | None = None
                       for qid, (st, bad, um) in check["per_query"].items()},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
     }
-    summary["exact"] = bool(
+    summary["round_1_exact"] = bool(
         len(queries) == stats["tasks"] == n and labelled == n and summary["import"]["labelled"] == n
         and check["mismatches"] == 0 and check["bitmap_not_marked"] == 0 and check["labels_outside_boxes"] == 0
         and all(bad == 0 for _, bad, _ in check["per_query"].values())
         and export_check["box_mismatches"] == 0 and export_check["crop_mismatches"] == 0 and not unanswered
         and stats["predictions_intact"] == stats["tasks"])
+    if round_2 is not None:
+        summary["round_2"] = round_2
+    summary["total_s"] = round(time.perf_counter() - t_all, 3)
+    summary["exact"] = summary["round_1_exact"] and (round_2 is None or round_2["exact"])
+    return summary
+
+
+def second_project_round(n: int, server: LabelStudioServer, ls_project: int, config: str, project_dir: Path, work: Path,
+                         truth: dict[str, np.ndarray], label_files: dict[str, Path], classes,
+                         names: Sequence[str]) -> dict:
+    """Round 2 of :func:`project_roundtrip` on the running server; returns the summary's ``round_2``."""
+    client = server.client()
+    commands: list[dict] = []
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+    _, timings["project_query"] = run_cli(
+        ["project", "query", project_dir, "--strategy", "entropy", "--regions", n, "--quiet"], commands, work)
+    round_dir = project_dir / "exports" / "round_002"
+    tasks = json.loads((round_dir / "labelstudio_tasks.json").read_text())
+    config_2 = (round_dir / "labelstudio_config.xml").read_text()
+    if config_2 != config:  # the project's labels cannot change between rounds; update the LS project if they do
+        client.json("PATCH", f"/api/projects/{ls_project}", {"label_config": config_2})
+    pre_layers = count_pre_layers(tasks)
+    with_pre = sum(any(r.get("type") == "brushlabels" for p in t.get("predictions", []) for r in p.get("result", []))
+                   for t in tasks)
+    if pre_layers == 0:
+        raise ProjectCommandError("round 2's Label Studio tasks carry no brush pre-annotation layers although the "
+                                  "model was fine-tuned on round 1; check export.pre_annotations and "
+                                  "src/activeseg/project/exports.py")
+    manifest = manifest_queries(project_dir / "queries.jsonl")
+    queries = {qid: q for qid, q in manifest.items() if q["round"] == 2}
+    full_labels = read_truth(queries, truth, label_files, classes)
+    crops = task_crops(tasks)
+    storage = storage_folder(tasks, project_dir)
+    t = time.perf_counter()
+    pre_truth = pre_annotation_truth(tasks, crop_truth(full_labels), label_names(config_2))
+    timings["measure_pre_annotations"] = time.perf_counter() - t
+    log_at = server.log_size()
+    stats = run_round(client, ls_project, tasks, project_dir,
+                      correcting_answerer(client, ls_project, crop_truth(full_labels), label_names(config_2)),
+                      work / "export2.json")
+    stats.pop("stored")
+    timings |= stats.pop("timings_s")
+    warnings = server.prediction_warnings(log_at)
+    t = time.perf_counter()
+    export = json.loads((work / "export2.json").read_text())
+    audit = audit_pre_annotations(export, tasks)
+    export_check = check_export(work / "export2.json", classes.names, full_labels, crops, box_only=True)
+    controls = precedence_controls(export, tasks, classes.names, full_labels, crops)
+    timings["parse_and_check_export"] = time.perf_counter() - t
+    _, timings["project_import"] = run_cli(["project", "import", project_dir, work / "export2.json"], commands, work)
+    t = time.perf_counter()
+    check = check_project_labels(project_dir, manifest, truth, names)  # both rounds' boxes
+    timings["check_store"] = time.perf_counter() - t
+    out, timings["project_status"] = run_cli(["project", "status", project_dir, "--json"], commands, work)
+    status = json.loads(out)
+    timings["total"] = time.perf_counter() - t_all
+    per_query = {qid: {"status": st, "box_mismatches": bad, "bitmap_not_marked": um}
+                 for qid, (st, bad, um) in check["per_query"].items() if qid in queries}
+    earlier = [v for qid, v in check["per_query"].items() if qid not in queries]
+    unanswered = [qid for qid, bad in export_check["per_task"] if bad is None]
+    report = check["import_report"]
+    summary = {
+        "strategy": "entropy", "regions_requested": n,
+        "model_version": tasks[0]["predictions"][0]["model_version"] if tasks else None,
+        "commands": commands,
+        "label_studio_project": "the round-1 project (same server), config "
+                                + ("unchanged" if config_2 == config else "updated from round_002"),
+        "local_files": {"storage": str(storage.relative_to(project_dir)), "synced": False,
+                        "image_url_example": tasks[0]["data"]["image"] if tasks else None},
+        "tasks": stats["tasks"], "tasks_with_pre_annotations": with_pre, "pre_annotation_layers": pre_layers,
+        "pre_annotation_box_pixels": pre_truth["box_pixels"], "pre_annotation_pixels": pre_truth["pixels"],
+        "pre_annotation_pixels_disagreeing_with_truth": pre_truth["disagreeing_with_truth"],
+        "images_served": stats["images_served"], "annotations_submitted": stats["annotations_submitted"],
+        "answer": "accepted prediction (as Label Studio's editor copies it) + truth over the whole query box as "
+                  "manual brush strokes; crop margin unpainted",
+        "label_studio_accept": LSF_ACCEPT_NOTE,
+        "tasks_exported": stats["tasks_exported"], "annotations_exported": stats["annotations_exported"],
+        "predictions_exported": stats["predictions_exported"], "predictions_intact": stats["predictions_intact"],
+        "label_studio_prediction_warnings": warnings,
+        "export_audit": audit,
+        "precedence_controls": controls,
+        "export_check": {"answered": export_check["answered"], "unanswered": unanswered,
+                         "box_mismatches": export_check["box_mismatches"],
+                         "crop_mismatches": export_check["crop_mismatches"],
+                         "crop_pixels_checked": export_check["crop_pixels_checked"]},
+        "import": import_counts(report, list(queries)),
+        "import_round_1_tasks": import_counts(report, [q for q in manifest if q not in queries]),
+        "status": {"queries": status["queries"], "rounds": status["rounds"],
+                   "pixels_per_class": status["pixels_per_class"]},
+        "queries": len(queries), "labelled_queries": sum(q["status"] == "labelled" for q in per_query.values()),
+        "box_pixels_checked": sum(crop.target.area for crop in crops.values()),
+        "mismatches": sum(q["box_mismatches"] or 0 for q in per_query.values()),
+        "bitmap_not_marked": sum(q["bitmap_not_marked"] or 0 for q in per_query.values()),
+        "round_1_mismatches_after": sum((bad or 0) for _, bad, _ in earlier),
+        "labels_outside_boxes": check["labels_outside_boxes"],
+        "per_query": per_query,
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+    }
+    summary["exact"] = bool(
+        len(queries) == stats["tasks"] == n and summary["labelled_queries"] == n and summary["import"]["labelled"] == n
+        and pre_layers > 0 and summary["mismatches"] == 0 and summary["bitmap_not_marked"] == 0
+        and all(q["box_mismatches"] == 0 for q in per_query.values())
+        and summary["round_1_mismatches_after"] == 0 and check["labels_outside_boxes"] == 0
+        and export_check["box_mismatches"] == 0 and export_check["crop_mismatches"] == 0 and not unanswered
+        and stats["predictions_intact"] == stats["tasks"]
+        and audit["pre_layers_intact"] == audit["pre_layers_sent"] == pre_layers
+        and controls["manual_first"] == controls["origin_dropped"] == controls["pre_edited"] == 0
+        and (controls["pre_as_strokes"] > 0 or pre_truth["disagreeing_with_truth"] == 0)
+        and int(status["queries"].get("labelled", 0)) == len(manifest))
     return summary
 
 
@@ -870,8 +1316,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = ap.add_mutually_exclusive_group(required=True)
     mode.add_argument("--camvid", type=int, metavar="N", help="number of CamVid crop tasks built by this script")
-    mode.add_argument("--project", type=int, metavar="N", help="regions an `activeseg project` queries (random, "
-                      "cold start) and imports back through Label Studio")
+    mode.add_argument("--project", type=int, metavar="N", help="regions an `activeseg project` queries per round "
+                      "(round 1: random, cold start; round 2: entropy, with pre-annotations) and imports back "
+                      "through Label Studio")
     ap.add_argument("--images", type=int, default=12, help="--project: CamVid train images in the project "
                     "(default 12)")
     ap.add_argument("--data-root", type=Path, default=None, help="data root holding camvid/ (default: "
@@ -881,16 +1328,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--data-dir", type=Path, default=None, help="Label Studio's data dir; must be fresh "
                     "(default: a temporary one)")
     ap.add_argument("--label-studio", type=Path, default=DEFAULT_EXECUTABLE, help="the label-studio script")
+    ap.add_argument("--one-round", action="store_true", help="--project: stop after round 1 (no round_2)")
     ap.add_argument("--out", type=Path, default=None, help="also write the summary JSON here (--project: default "
                     "docs/labelstudio_project_roundtrip.json)")
     args = ap.parse_args(argv)
     if args.project is not None:
         summary = project_roundtrip(args.project, images=args.images, data_root=args.data_root, seed=args.seed,
-                                    work_dir=args.work_dir, data_dir=args.data_dir, executable=args.label_studio)
+                                    work_dir=args.work_dir, data_dir=args.data_dir, executable=args.label_studio,
+                                    second_round=not args.one_round)
         out = args.out if args.out is not None else DEFAULT_PROJECT_OUT
         ok = summary["exact"]
         failure = ("project round trip NOT exact: see mismatches, bitmap_not_marked, labels_outside_boxes, "
-                   "labelled_queries, import, export_check, predictions_intact above")
+                   "labelled_queries, import, export_check, predictions_intact above (round_2: also "
+                   "round_1_mismatches_after, export_audit.pre_layers_intact)")
     else:
         summary = camvid_roundtrip(args.camvid, data_root=args.data_root, seed=args.seed, work_dir=args.work_dir,
                                    data_dir=args.data_dir, executable=args.label_studio)

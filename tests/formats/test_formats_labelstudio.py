@@ -1,4 +1,5 @@
 import json
+import math
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -9,6 +10,7 @@ from activeseg.formats.brush_rle import encode_brush
 from activeseg.formats.common import Box
 from activeseg.formats.crops import crop_for_query
 from activeseg.formats.labelstudio import (
+    prediction_score,
     QUERY_LABEL,
     box_to_percent,
     labelling_config,
@@ -87,7 +89,8 @@ def test_task_json_holds_the_query_and_a_readonly_box():
         "region_px": {"x0": 240, "y0": 90, "x1": 320, "y1": 180},
         "al_round": 3, "strategy": "ralis", "acq_score": 0.873}
     (pred,) = task["predictions"]
-    assert pred["model_version"] == "run42-step003" and pred["score"] == 0.873
+    assert pred["model_version"] == "run42-step003" and pred["score"] == pytest.approx(1 / (1 + math.exp(-0.873)))
+    assert 0 < prediction_score(-1e9) < prediction_score(0.1) < prediction_score(5.0) < prediction_score(1e9) <= 1
     (rect,) = pred["result"]
     assert rect["from_name"] == "query" and rect["to_name"] == "image" and rect["type"] == "rectanglelabels"
     assert rect["readonly"] is True and rect["image_rotation"] == 0

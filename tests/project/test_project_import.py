@@ -129,6 +129,17 @@ def test_corrections_win_over_the_pre_annotation(round_one, tmp_path):
     assert (box[:5] == 2).all() and (box[5:] == 1).all()
 
 
+def test_annotation_levels():
+    """The annotator's strokes over edited pre-annotation layers over untouched ones (Label Studio origins)."""
+    from activeseg.formats.labelstudio import annotation_level
+
+    assert annotation_level({"origin": "manual", "id": "pre-3"}) == 0
+    assert annotation_level({"id": "x1"}) == 0
+    assert annotation_level({"origin": "prediction-changed", "id": "pre-3"}) == 1
+    assert annotation_level({"origin": "prediction", "id": "abc"}) == 2
+    assert annotation_level({"id": "pre-3"}) == 2
+
+
 def test_full_image_answer_is_clipped_to_the_boxes(round_one, tmp_path):
     """A full-size mask named by the image answers the image's open queries; paint outside is discarded."""
     project, _, p = round_one

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -116,6 +117,12 @@ def local_files_url(relative_path: str) -> str:
     return "/data/local-files/?d=" + urllib.parse.quote(relative_path, safe="/")
 
 
+def prediction_score(acq_score: float) -> float:
+    """The acquisition score squashed into (0, 1) (a logistic, order kept): Label Studio checks that a
+    prediction's score lies in [0, 1]; the raw score stays in ``data.acq_score``."""
+    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, float(acq_score)))))
+
+
 def make_task(
     *,
     image_url: str,
@@ -137,7 +144,7 @@ def make_task(
         image_size: native ``(width, height)`` of the full image.
         al_round: AL round that produced the query.
         strategy: the selector's name.
-        acq_score: its score (also the prediction score, so tasks sort by it).
+        acq_score: its score (squashed into (0, 1) as the prediction score, so tasks sort by it).
         model_version: the model that scored the query.
         crop: the crop this task shows; the prediction then holds the target box in crop pixels
             and ``original_width/height`` = the crop size, and ``data.crop_px`` the crop box in
@@ -165,7 +172,7 @@ def make_task(
             "strategy": strategy,
             "acq_score": acq_score,
         } | ({"crop_px": crop.box._asdict()} if crop is not None else {}),
-        "predictions": [{"model_version": model_version, "score": acq_score, "result": [rect]}],
+        "predictions": [{"model_version": model_version, "score": prediction_score(acq_score), "result": [rect]}],
     }
 
 
@@ -258,14 +265,15 @@ def _result_layer(
     return label, mask
 
 
-def is_pre_annotation(result: dict) -> bool:
-    """A result the annotator accepted untouched from the task's prediction: Label Studio marks it
-    ``origin: prediction`` (``prediction-changed`` once edited, ``manual`` when drawn); results without an
-    origin are ours when their id starts with ``pre-`` (activeseg's pre-annotation layers)."""
+def annotation_level(result: dict) -> int:
+    """Who made a result, highest priority first: 0 the annotator (``origin: manual``, or no origin and
+    not one of activeseg's ``pre-`` layers), 1 a pre-annotation layer the annotator edited
+    (``prediction-changed``: painted into, erased from or relabelled), 2 a pre-annotation accepted untouched
+    (``origin: prediction``, or no origin and an id starting with ``pre-``)."""
     origin = result.get("origin")
-    if origin is not None:
-        return origin == "prediction"
-    return str(result.get("id", "")).startswith("pre-")
+    if origin is None:
+        return 2 if str(result.get("id", "")).startswith("pre-") else 0
+    return {"prediction": 2, "prediction-changed": 1}.get(origin, 0)
 
 
 def parse_task(
@@ -325,18 +333,19 @@ def parse_task(
     if size is None:
         raise DatasetError(source, f"{where}: no result gives original_width/height",
                            "pass the task image size (expected_size)")
-    layers, pre = [], []
+    levels: list[list] = [[], [], []]  # the annotator's strokes, edited pre-annotation layers, untouched ones
     for k, result in enumerate(results):
         layer = _result_layer(result, values, tuple(size), alpha_threshold,
                               f"{where}, result {result.get('id', k)!r}", source)
         if layer is not None:
-            (pre if is_pre_annotation(result) else layers).append(layer)
-    labels, conflicts = merge_layers(layers, size[1], size[0], overlap_policy)
-    if pre:  # an untouched pre-annotation only fills what the annotator's own strokes leave unpainted
-        filled, pre_conflicts = merge_layers(pre, size[1], size[0], overlap_policy)
-        keep = labels == UNLABELLED
-        labels[keep] = filled[keep]
-        conflicts += pre_conflicts
+            levels[annotation_level(result)].append(layer)
+    labels, conflicts = merge_layers(levels[0], size[1], size[0], overlap_policy)
+    for layers in levels[1:]:  # a pre-annotation only fills what the levels above leave unpainted
+        if layers:
+            filled, more = merge_layers(layers, size[1], size[0], overlap_policy)
+            keep = labels == UNLABELLED
+            labels[keep] = filled[keep]
+            conflicts += more
     if conflicts:
         log.warning("%s: %d pixels carry different labels (%s)", where, conflicts, overlap_policy)
     return TaskAnswer(task_id, query_id, annotation.get("id"), labels, conflicts)

@@ -111,7 +111,7 @@ def write_round(folder: Path, items: list[ExportItem], cfg: ExportConfig, class_
                          strategy=row["strategy"], acq_score=row["score"] if row["score"] is not None else 0.0,
                          model_version=row["model_version"], crop=spec)
         task["data"]["activeseg_project"] = project_id
-        if pred is not None and cfg.pre_annotations:
+        if pred is not None and cfg.pre_annotations and cfg.labelling_tool == "brush":  # brush layers need BrushLabels
             task["predictions"][0]["result"].extend(brush_results(pred, target, class_names))
         tasks.append(task)
     for name, (pixels, _, _) in files.items():
