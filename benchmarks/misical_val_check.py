@@ -58,6 +58,8 @@ def main() -> None:
         row = {"random": qc(torch.from_numpy(rng.permutation(M)[:B])),
                "pred_quantity": qc(select_global_topk(counts[..., c].reshape(-1), available, B)),
                "best_possible": qc(torch.argsort(q_v[..., c].reshape(-1), descending=True)[:B])}
+        print(cls, row, flush=True)
+        results["classes"][cls] = row
         for gamma in args.gammas:
             options = replace(opts, gamma=gamma, target_class=cls)
             t = time.perf_counter()
@@ -74,9 +76,7 @@ def main() -> None:
                 row[key]["rollout"] = qc(rollout(qnet, emb_v, available, B, options.pool_size, options.episode_len,
                                                  np.random.default_rng([args.seed, 11])))
             print(cls, key, row[key], flush=True)
-        results["classes"][cls] = row
-        print(cls, {k: v for k, v in row.items() if not isinstance(v, dict)}, flush=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
+            args.out.write_text(json.dumps(results, indent=2) + "\n")  # after every training
 
 
 if __name__ == "__main__":

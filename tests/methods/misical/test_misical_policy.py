@@ -175,7 +175,7 @@ def test_training_is_deterministic():
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-@pytest.mark.parametrize("key, value", [("deploy", "topk"), ("episode_len", 0), ("gamma", 0.0), ("lr", -1.0),
+@pytest.mark.parametrize("key, value", [("deploy", "topk"), ("episode_len", 0), ("gamma", -0.1), ("lr", -1.0),
                                         ("eps_fraction", 1.5), ("hidden", ()), ("replay", 8)])
 def test_config_rejects_bad_values(key, value):
     with pytest.raises(ConfigError, match=f"misical.{key}"):

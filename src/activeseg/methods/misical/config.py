@@ -44,7 +44,8 @@ class MisicalConfig:
     episodes: int = 300
     """Training episodes (CPU profile: 100)."""
     gamma: float = 1.0
-    """Discount (1: the finite-horizon return telescopes to g(Q_final); 0.99 as alternative)."""
+    """Discount (1: the finite-horizon return telescopes to g(Q_final); 0.99 as alternative; 0: a contextual
+    bandit, Q(s, a) = the pick's own reward)."""
     replay: int = 10000
     """Replay buffer capacity in transitions (FIFO, uniform sampling)."""
     batch_size: int = 64
@@ -83,8 +84,9 @@ class MisicalConfig:
         if self.replay < self.batch_size:
             raise ConfigError(f"misical.replay ({self.replay}) is smaller than misical.batch_size ({self.batch_size}); "
                               "use a replay of at least one batch (default 10000 and 64)")
-        if not 0.0 < self.gamma <= 1.0:
-            raise ConfigError(f"misical.gamma is {self.gamma}; use a discount in (0, 1] (1.0, or 0.99)")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ConfigError(f"misical.gamma is {self.gamma}; use a discount in [0, 1] (1.0, 0.99; 0: each pick's "
+                              f"own reward only)")
         if self.lr <= 0:
             raise ConfigError(f"misical.lr is {self.lr}; use a positive learning rate such as 1e-3")
         for key in ("eps_start", "eps_end", "eps_fraction"):
