@@ -16,7 +16,6 @@ from activeseg.project.answer import write_answers
 from activeseg.project.importer import import_labels
 from activeseg.project.query import run_query
 from activeseg.project.session import load_session
-from activeseg.project.training import train_project
 from activeseg.project.workspace import Project
 
 KILL_IN_IMPORT = """
@@ -101,22 +100,40 @@ def test_kill_during_import(tmp_path, exported, where):
     assert state(directory)[4:] == state(tmp_path / "reference")[4:]
 
 
+TRAIN = """
+import sys
+from activeseg.project import training
+from activeseg.project.session import load_session
+from activeseg.project.workspace import Project
+training.train_project(load_session(Project.open(sys.argv[1]), progress=False), progress=False)
+"""
+
+
+def run_script(script: str, *args) -> None:
+    """In a child process with the killed one's environment (one thread: the same floating-point sums)."""
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(script), *map(str, args)], capture_output=True,
+                          text=True, timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 def test_kill_during_training_then_resume(tmp_path, exported):
     directory, answers = exported
     project = Project.open(directory)
     import_labels(project, answers)
     project.close()
     shutil.copytree(directory, tmp_path / "reference")
-    expected = train_project(load_session(Project.open(tmp_path / "reference"), progress=False), progress=False)
+    run_script(TRAIN, tmp_path / "reference")  # uninterrupted
     killed(KILL_IN_TRAINING, directory)
     assert not [m for m in Project.open(directory).store.models("trained")]  # nothing registered half-way
     assert list((directory / "models").glob(".partial-*.pt"))
-    got = train_project(load_session(Project.open(directory), progress=False), progress=False)
+    run_script(TRAIN, directory)  # the rerun resumes after the second epoch
+    (got,) = Project.open(directory).store.models("trained")
+    (expected,) = Project.open(tmp_path / "reference").store.models("trained")
     assert got["version"] == expected["version"]
-    assert got["history"] == expected["history"]
-    assert got["val"]["miou"] == expected["val"]["miou"]
-    a = torch.load(directory / "models" / f"{got['version']}.pt", weights_only=True)["state_dict"]
-    b = torch.load(tmp_path / "reference" / "models" / f"{got['version']}.pt", weights_only=True)["state_dict"]
+    assert got["metrics"]["history"] == expected["metrics"]["history"]
+    assert got["metrics"]["val"]["miou"] == expected["metrics"]["val"]["miou"]
+    a = torch.load(directory / got["path"], weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "reference" / expected["path"], weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not list((directory / "models").glob(".partial-*.pt"))
 
