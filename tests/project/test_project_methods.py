@@ -45,3 +45,11 @@ def test_ralis_project_uses_its_state_set(tmp_path, project_inputs, native_dir, 
     assert out["strategy"] == "ralis" and out["queries"] == 4
     pool_ids = {r["image_id"] for r in project.pool_images()}
     assert all(q["image_id"] in pool_ids for q in project.store.queries().values())
+
+
+def test_ripu_grid_project_query(tmp_path, project_inputs):
+    p = project_inputs
+    project = Project.init(tmp_path / "ripu", p["images"], p["classes"], p["labels"], p["val"], p["config"])
+    out = run_query(load_session(project, progress=False), "ripu_grid", 4)
+    assert out["strategy"] == "ripu_grid" and out["queries"] == 4
+    assert all(q["strategy"] == "ripu_grid" and q["score"] is not None for q in project.store.queries().values())
