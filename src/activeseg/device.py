@@ -24,6 +24,18 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise ConfigError(f"device {name!r} is not one of auto, cpu, cuda, cuda:N") from None
 
 
+def random_state(generator: torch.Generator) -> dict:
+    """The explicit generator's state and the global torch stream's (dropout draws from it), as
+    ``{"generator", "torch_rng"}``: what a resumed computation needs to draw what the uninterrupted one draws."""
+    return {"generator": generator.get_state(), "torch_rng": torch.get_rng_state()}
+
+
+def restore_random_state(state: dict, generator: torch.Generator) -> None:
+    """Sets ``generator`` and the global torch stream back to a ``random_state(...)``."""
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seeds the global generators (for library code we do not control, e.g. dropout) and returns
     an explicit CPU generator for everything we sample ourselves."""

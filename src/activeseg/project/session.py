@@ -21,7 +21,7 @@ import torch
 from activeseg.al.loop import Pool, fine_tune_step
 from activeseg.al.oracle import GroundTruthOracle
 from activeseg.data.folder import load_images, load_split
-from activeseg.device import resolve_device, seed_everything
+from activeseg.device import random_state, resolve_device, restore_random_state, seed_everything
 from activeseg.errors import ConfigError
 from activeseg.features import FeatureCache
 from activeseg.fileio import atomic_torch_save
@@ -40,17 +40,16 @@ OPEN_STATUSES = ("pending", "exported")
 
 
 def rng_blob(generator: torch.Generator) -> bytes:
-    """The explicit generator's and the global torch stream's states, as bytes for the store."""
+    """``random_state(generator)`` as bytes for the store."""
     buf = io.BytesIO()
-    torch.save({"generator": generator.get_state(), "torch": torch.get_rng_state()}, buf)
+    torch.save(random_state(generator), buf)
     return buf.getvalue()
 
 
 def restore_rng(blob: bytes) -> torch.Generator:
-    states = torch.load(io.BytesIO(blob), weights_only=True)
-    torch.set_rng_state(states["torch"])
+    """A generator (and the global torch stream) set back to the state of ``rng_blob``."""
     generator = torch.Generator()
-    generator.set_state(states["generator"])
+    restore_random_state(torch.load(io.BytesIO(blob), weights_only=True), generator)
     return generator
 
 

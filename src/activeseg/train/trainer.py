@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from activeseg.config import ADDED, NonNegative, Positive, PositiveFloat
+from activeseg.device import random_state, restore_random_state
 from activeseg.errors import ConfigError
 from activeseg.models.segmenter import Segmenter
 from activeseg.train.metrics import confusion_matrix, mean_iou
@@ -281,8 +282,7 @@ def fit(model: Segmenter, train: Source, val: Source | None, num_classes: int, c
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
-        generator.set_state(resume["generator"])
-        torch.set_rng_state(resume["torch_rng"])
+        restore_random_state(resume, generator)
         result = FitResult(list(resume["history"]), resume["best_epoch"], resume["best_miou"])
         best_state, stale, first, stopped = resume["best_state"], resume["stale"], resume["epoch"] + 1, resume["stopped"]
     elif cfg.eval_initial and val is not None:
@@ -312,8 +312,7 @@ def fit(model: Segmenter, train: Source, val: Source | None, num_classes: int, c
             stopped = bool(cfg.patience and stale >= cfg.patience)
         if on_epoch is not None:
             on_epoch({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                      "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
-                      "torch_rng": torch.get_rng_state(), "history": result.history, "best_epoch": result.best_epoch,
+                      "scheduler": scheduler.state_dict(), **random_state(generator), "history": result.history, "best_epoch": result.best_epoch,
                       "best_miou": result.best_miou, "best_state": best_state, "stale": stale, "stopped": stopped})
         if stopped:
             break

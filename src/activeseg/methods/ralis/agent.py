@@ -30,7 +30,7 @@ from activeseg.al.state import LabelledState
 from activeseg.config import ADDED, DataConfig, to_dict
 from activeseg.data.folder import load_split
 from activeseg.data.roots import resolve_dataset_dir
-from activeseg.device import resolve_device, seed_everything
+from activeseg.device import random_state, resolve_device, restore_random_state, seed_everything
 from activeseg.errors import ActiveSegError, ConfigError
 from activeseg.data.subsets import resolve_images
 from activeseg.experiment import config_hash
@@ -435,11 +435,10 @@ def random_pick_miou(cfg: AgentConfig, env: AgentEnv, model: Segmenter, optimize
     twin_state = copy.deepcopy(state)
     picks = torch.tensor([int(p[rng.integers(len(p))]) for p in obs.pools], dtype=torch.long)
     twin_state.label(picks, step)
-    saved, saved_global = generator.get_state(), torch.get_rng_state()
+    saved = random_state(generator)
     fine_tune_step(twin, twin_opt, env.pool, twin_state, picks, cfg.step_train, env.device, generator, env.align,
                    cfg.step_train_on)
-    generator.set_state(saved)
-    torch.set_rng_state(saved_global)
+    restore_random_state(saved, generator)
     return mean_iou(evaluate(twin, env.pool.val, env.pool.num_classes, env.device))
 
 

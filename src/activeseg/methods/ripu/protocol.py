@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from activeseg.al.oracle import GroundTruthOracle
 from activeseg.al.state import PixelLabelledState
+from activeseg.device import random_state, restore_random_state
 from activeseg.methods.ripu.config import REFERENCES, SELECTORS, RipuConfig
 from activeseg.methods.ripu.scores import ripu_score
 from activeseg.methods.ripu.select import pixels_per_round, select_pixels, select_squares, squares_per_round
@@ -187,8 +188,7 @@ def run_domain_adaptation(model: Segmenter, data: DomainData, cfg: RipuConfig, v
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
-        generator.set_state(checkpoint["generator"])
-        torch.set_rng_state(checkpoint["torch_rng"])
+        restore_random_state(checkpoint, generator)
         state.load_state_dict(checkpoint["state"])
         start, curve, rounds, seconds = (checkpoint["iteration"], checkpoint["curve"], checkpoint["rounds"],
                                          checkpoint["seconds_train"])
@@ -204,7 +204,7 @@ def run_domain_adaptation(model: Segmenter, data: DomainData, cfg: RipuConfig, v
 
     def snapshot(iteration: int) -> dict:
         return {"iteration": iteration, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "state": state.state_dict(),
+                **random_state(generator), "state": state.state_dict(),
                 "curve": curve, "rounds": rounds, "seconds_train": seconds, "window": window}
 
     bar = tqdm(range(start, cfg.iterations), desc=f"{variant}-s{seed}", disable=not progress,
