@@ -20,7 +20,7 @@ from activeseg.formats.cvat import write_segmask_zip
 from activeseg.project.exports import brush_results
 from activeseg.fileio import atomic_write_bytes
 from activeseg.project.session import OPEN_STATUSES
-from activeseg.project.workspace import Project, read_label_png
+from activeseg.project.workspace import Project, query_box, read_label_png
 
 ANSWER_FORMATS = ("labelstudio", "cvat_segmask", "png_folder")
 
@@ -28,7 +28,7 @@ ANSWER_FORMATS = ("labelstudio", "cvat_segmask", "png_folder")
 def _task_answer(project: Project, q: dict, truth: np.ndarray) -> tuple[np.ndarray, Box, str]:
     """The true class map of the query's task image (255 outside the box), the box in task pixels and
     the answer's name (the query id)."""
-    box = Box(q["x0"], q["y0"], q["x1"], q["y1"])
+    box = query_box(q)
     crop = q.get("crop")
     if crop is None:
         out = np.full(truth.shape, UNLABELLED, np.uint8)

@@ -24,6 +24,7 @@ from activeseg.formats.crops import CropSpec, crop_for_query
 from activeseg.formats.cvat import CvatTaskImage, write_cvat_xml, write_segmask_zip
 from activeseg.formats.labelstudio import labelling_config, local_files_url, make_task
 from activeseg.project.config import ExportConfig
+from activeseg.project.workspace import query_box
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ def task_file(row: dict, mode: str) -> str:
 
 
 def crop_of(row: dict, margin: float) -> CropSpec:
-    box = Box(row["x0"], row["y0"], row["x1"], row["y1"])
+    box = query_box(row)
     return crop_for_query(box, row["image_width"], row["image_height"], margin)
 
 
@@ -94,7 +95,7 @@ def write_round(folder: Path, items: list[ExportItem], cfg: ExportConfig, class_
     tasks = []
     for it in items:
         row, name = it.row, task_file(it.row, cfg.mode)
-        box = Box(row["x0"], row["y0"], row["x1"], row["y1"])
+        box = query_box(row)
         if cfg.mode == "crop":
             spec = crop_of(row, cfg.crop_margin)
             pixels, target = it.image[spec.box.slices], spec.target_in_crop

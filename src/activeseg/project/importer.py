@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -41,7 +41,7 @@ from activeseg.config import to_dict
 from activeseg.project.config import ImportConfig
 from activeseg.project.mirror import sync_mirrors
 from activeseg.project.store import ProjectStore
-from activeseg.project.workspace import Project, now_iso
+from activeseg.project.workspace import Project, now_iso, query_box
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ def _full_image_answer(project: Project, answer: Answer, q: dict, path: Path) ->
             raise DatasetError(path, f"query {q['query_id']}: answer is {w}x{h}, the exported crop {cw}x{ch}",
                                "import the answer made on the crop this query exported")
         box = Box(crop["offset_x"], crop["offset_y"], crop["offset_x"] + w, crop["offset_y"] + h)
-        return crop_answer_to_image(answer.labels, CropSpec(box, Box(q["x0"], q["y0"], q["x1"], q["y1"])), W, H,
+        return crop_answer_to_image(answer.labels, CropSpec(box, query_box(q)), W, H,
                                     item=f"{path}: query {q['query_id']}")
     if (w, h) != (W, H):
         raise DatasetError(path, f"query {q['query_id']}: answer is {w}x{h}, its image {W}x{H}",
@@ -258,8 +258,7 @@ def import_labels(project: Project, path: Path, fmt: str | None = None, policy: 
     policy = policy or project.cfg.imports
     answers = read_answers(path, fmt, project, policy, _expected_sizes(project, project.store.queries()))
     digest = _digest(path)
-    merge_policy = ImportPolicy(policy.keep_outside_box, policy.unpainted_policy, policy.min_coverage,
-                                policy.overlap_policy, policy.overwrite)
+    merge_policy = ImportPolicy(**{f.name: getattr(policy, f.name) for f in fields(ImportPolicy)})
     C = project.num_classes
     store = project.store
     with project.lock():
@@ -276,7 +275,7 @@ def import_labels(project: Project, path: Path, fmt: str | None = None, policy: 
             reports, rows = [], []
             for qid, (q, full, answer) in targets.items():
                 item = f"{path}: query {qid}"
-                box = Box(q["x0"], q["y0"], q["x1"], q["y1"])
+                box = query_box(q)
                 if q["status"] == "labelled" and not policy.overwrite:
                     reports.append({"query_id": qid, "status": "already labelled (kept)"})
                     continue

@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from activeseg.al.loop import step_generators, step_seeds
 from activeseg.al.strategies import SelectionContext, encoded_inputs
 from activeseg.errors import ConfigError
-from activeseg.formats.common import Box
 from activeseg.methods import build_policy, head_specs, lookup
 from activeseg.project.config import ExportConfig
 from activeseg.project.exports import ExportItem, read_rgb, write_round
@@ -110,16 +109,18 @@ def _run_query(session: Session, strategy: str | None, regions: int | None, expo
     blob = rng_blob(generator)  # the round's fine-tuning continues these streams, as the run's step does
     seconds = time.perf_counter() - t0
     R = project.grid.regions_per_image
-    rows, items = [], []
+    rows, items, seen = [], [], {}  # seen: pool index -> (pixels, prediction), once per image
     for gid, score in zip(picked.tolist(), scores.tolist()):
         image = session.pool_rows[gid // R]
         box = project.native_box(image, gid % R)
         row = manifest_row(image, box, gid % R, rnd, al.strategy, float(score) if np.isfinite(score) else None,
                            version, "pending")
         rows.append(row)
-        pred = (predict_native(session, model, gid // R, image["width"], image["height"])
-                if export.pre_annotations and trained else None)
-        items.append(ExportItem(row, read_rgb(Path(image["path"])), pred))
+        if gid // R not in seen:
+            seen[gid // R] = (read_rgb(Path(image["path"])),
+                              predict_native(session, model, gid // R, image["width"], image["height"])
+                              if export.pre_annotations and trained else None)
+        items.append(ExportItem(row, *seen[gid // R]))
     rel = f"exports/round_{rnd:03d}"
     crops = write_round(project.dir / rel, items, export, project.classes.names, project.classes.colors,
                         project.project_id, rel)
@@ -144,7 +145,3 @@ def latest_trained(session: Session, model, version: str):
             loaded, _ = load_checkpoint(session.project.dir / m["path"], session.device)
             return loaded, m["version"]
     return model, version
-
-
-def box_of(row: dict) -> Box:
-    return Box(row["x0"], row["y0"], row["x1"], row["y1"])

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import io
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -86,7 +85,9 @@ class Session:
         version = "start"
         done = {m["round"]: m for m in self.store.models("al")}
         open_rounds = {q["round"] for q in self.open_queries()}
-        for rnd in [r["round"] for r in self.store.rounds()]:
+        labels_read = False
+        for row in self.store.rounds():
+            rnd = row["round"]
             if rnd in open_rounds:
                 break
             name = f"al-r{rnd:03d}"
@@ -99,10 +100,11 @@ class Session:
             t = time.perf_counter()
             state, by_round = self.project.labelled_state(through_round=rnd)
             new = torch.tensor(by_round.get(rnd, []), dtype=torch.long)
-            row = next(r for r in self.store.rounds() if r["round"] == rnd)
             generator = restore_rng(row["rng"])
             if len(new):
-                self.refresh_labels()
+                if not labels_read:  # the labels imported so far, read once for every round to replay
+                    self.refresh_labels()
+                    labels_read = True
                 fine_tune_step(model, optimizer, self.pool, state, new, cfg.al.step_train, self.device, generator,
                                self.align, cfg.al.step_train_on)
             metrics = None  # the round's model on the validation folder (status shows it per round)
@@ -112,10 +114,8 @@ class Session:
             rel = Path("models") / f"{name}.pt"
             atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict()}, self.project.dir / rel)
             with self.store.transaction() as cur:
-                cur.execute("INSERT OR REPLACE INTO models (version, kind, round, labelled, path, metrics, seconds, "
-                            "created) VALUES (?, 'al', ?, ?, ?, ?, ?, ?)",
-                            (name, rnd, state.num_labelled, str(rel), json.dumps(metrics), time.perf_counter() - t,
-                             time.time()))
+                ProjectStore.register_model(cur, name, "al", rnd, state.num_labelled, rel, metrics,
+                                            time.perf_counter() - t)
             log.info("round %d: fine-tuned on its %d labelled regions (%s)", rnd, len(new), name)
             version = name
         return model.to(self.device), optimizer, version
@@ -128,12 +128,15 @@ def load_session(project: Project, progress: bool = True) -> Session:
     device = resolve_device(cfg.device)
     generator = seed_everything(cfg.start_seed)  # before the model is built, as `activeseg run` does
     pool_rows, start_rows = project.pool_images(), project.start_images()
-    pool_split = load_images([(r["image_id"], Path(r["path"])) for r in pool_rows], cfg.data.size, project.classes,
-                             "pool", progress)
+
+    def images_of(rows: list[dict], name: str):
+        return load_images([(r["image_id"], Path(r["path"])) for r in rows], cfg.data.size, project.classes, name,
+                           progress)
+
+    pool_split = images_of(pool_rows, "pool")
     start_split = None
     if start_rows:
-        start_split = load_images([(r["image_id"], Path(r["path"])) for r in start_rows], cfg.data.size,
-                                  project.classes, "start", progress)
+        start_split = images_of(start_rows, "start")
         start_split.labels = project.working_labels(start_rows)
     val_split = None
     if project.val_dir is not None:
@@ -149,8 +152,7 @@ def load_session(project: Project, progress: bool = True) -> Session:
     state_rows = project.state_images()
     state_src = None
     if state_rows:
-        state_src = make_source(model, load_images([(r["image_id"], Path(r["path"])) for r in state_rows],
-                                                   cfg.data.size, project.classes, "state", progress), cache)
+        state_src = make_source(model, images_of(state_rows, "state"), cache)
     oracle = GroundTruthOracle(project.working_labels(pool_rows))
     pool = Pool(pool_src, oracle, project.grid, val_src, val_src if val_src is not None else pool_src,
                 project.num_classes, project.classes.names, state_src, start_src)
@@ -180,7 +182,5 @@ def _start_model(project: Project, model: Segmenter, pool: Pool, device: torch.d
             metrics = {"val": summarize(evaluate(model, pool.val, project.num_classes, device), project.classes.names)}
     save_checkpoint(path, model, cfg.model, project.classes, cfg.data.size, {"metrics": metrics})
     with store.transaction() as cur:
-        cur.execute("INSERT OR REPLACE INTO models (version, kind, round, labelled, path, metrics, seconds, created) "
-                    "VALUES ('start', 'start', 0, 0, ?, ?, ?, ?)",
-                    ("models/start.pt", json.dumps(metrics), time.perf_counter() - t, time.time()))
+        ProjectStore.register_model(cur, "start", "start", 0, 0, "models/start.pt", metrics, time.perf_counter() - t)
     return model

@@ -161,6 +161,14 @@ class ProjectStore:
             m["metrics"] = json.loads(m["metrics"]) if m["metrics"] else None
         return out
 
+    @staticmethod
+    def register_model(cur: sqlite3.Cursor, version: str, kind: str, rnd: int, labelled: int, path: str,
+                       metrics: dict | None, seconds: float) -> None:
+        """Records a model whose weights are already written at ``path`` (relative to the project)."""
+        cur.execute("INSERT OR REPLACE INTO models (version, kind, round, labelled, path, metrics, seconds, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (version, kind, rnd, labelled, str(path), json.dumps(metrics), seconds, time.time()))
+
     def imports(self) -> list[dict]:
         keys = ("id", "file", "sha256", "format", "report", "created")
         out = [dict(zip(keys, r)) for r in self.db.execute(f"SELECT {', '.join(keys)} FROM imports ORDER BY id")]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import logging
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from activeseg.al.loop import step_generators, step_seeds, training_set
 from activeseg.errors import ConfigError
 from activeseg.fileio import atomic_torch_save
 from activeseg.project.session import Session
+from activeseg.project.store import ProjectStore
 from activeseg.project.workspace import Project
 from activeseg.train.checkpoint import save_checkpoint
 from activeseg.train.metrics import summarize
@@ -76,9 +76,7 @@ def train_project(session: Session, progress: bool = True) -> dict:
     save_checkpoint(project.dir / rel, model, cfg.model, project.classes, cfg.data.size,
                     {"metrics": metrics, "project": project.project_id})
     with store.transaction() as cur:
-        cur.execute("INSERT OR REPLACE INTO models (version, kind, round, labelled, path, metrics, seconds, created) "
-                    "VALUES (?, 'trained', ?, ?, ?, ?, ?, ?)",
-                    (version, last_round, labelled, str(rel), json.dumps(metrics), time.perf_counter() - t, time.time()))
+        ProjectStore.register_model(cur, version, "trained", last_round, labelled, rel, metrics, time.perf_counter() - t)
     partial.unlink(missing_ok=True)
     val = metrics.get("val", {}).get("miou")
     log.info("%s: trained on %d regions (from %s)%s", version, labelled,

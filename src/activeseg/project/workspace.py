@@ -39,7 +39,7 @@ from activeseg import UNLABELLED
 from activeseg.al.state import LabelledState
 from activeseg.config import from_dict, load_yaml, to_dict
 from activeseg.data.classes import ClassInfo, load_classes
-from activeseg.data.folder import _open, list_images
+from activeseg.data.folder import _open, list_images, scan_split
 from activeseg.data.subsets import resolve_images
 from activeseg.errors import ConfigError, DatasetError
 from activeseg.formats.common import Box
@@ -139,7 +139,6 @@ class Project:
         val_dir = None
         if val is not None:
             val_dir = Path(val).resolve()
-            from activeseg.data.folder import scan_split
             scan_split(val_dir)  # images/ and labels/ pair up
         start = [s for s, lab in initial.items() if not (lab == UNLABELLED).any()]
         state: list[str] = []
@@ -310,6 +309,11 @@ class Project:
 
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def query_box(row: dict) -> Box:
+    """The half-open box of a manifest row, in its image's native pixels."""
+    return Box(row["x0"], row["y0"], row["x1"], row["y1"])
 
 
 def manifest_row(image: dict, box: Box, rid: int | None, rnd: int, strategy: str, score: float | None,
