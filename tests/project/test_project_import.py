@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import zipfile
@@ -170,6 +169,14 @@ def _write_tasks(folder, tasks):
     return path
 
 
+def _zip(path, entries: dict[str, str]):
+    """A zip holding ``entries`` (name -> text) as written, unsafe names included."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, text in entries.items():
+            zf.writestr(name, text)
+    return path
+
+
 def _first_brush(tasks):
     return next(r for t in tasks for r in t["annotations"][0]["result"] if r["type"] == "brushlabels")
 
@@ -211,19 +218,11 @@ def test_bad_inputs_are_rejected_and_change_nothing(bad_inputs, tmp_path):
     (tmp_path / "value").mkdir()
     Image.fromarray(np.full((crop_h, crop_w), 9, np.uint8)).save(tmp_path / "value" / f"{q['query_id']}.png")
     cases["label value outside the classes"] = (tmp_path / "value", "outside the classes")
-    # a zip entry with '..'
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("labelmap.txt", "background:0,0,0::\n")
-        zf.writestr("SegmentationClass/../../evil.png", b"x")
-    (tmp_path / "evil.zip").write_bytes(buf.getvalue())
-    cases["zip entry with .."] = (tmp_path / "evil.zip", "..")
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("annotations.xml", "<annotations/>")
-        zf.writestr("/etc/evil.xml", b"x")
-    (tmp_path / "abs.zip").write_bytes(buf.getvalue())
-    cases["zip entry with an absolute path"] = (tmp_path / "abs.zip", "absolute path")
+    # zip entries with '..' and with an absolute path
+    cases["zip entry with .."] = (_zip(tmp_path / "evil.zip", {"labelmap.txt": "background:0,0,0::\n",
+                                                                "SegmentationClass/../../evil.png": "x"}), "..")
+    cases["zip entry with an absolute path"] = (_zip(tmp_path / "abs.zip", {"annotations.xml": "<annotations/>",
+                                                                            "/etc/evil.xml": "x"}), "absolute path")
     coco = {"images": [{"id": 1, "file_name": f"{q['query_id']}.png", "width": crop_w, "height": crop_h}],
             "annotations": [], "categories": [{"id": 1, "name": "Sky-not-a-class"}]}
     (tmp_path / "coco.json").write_text(json.dumps(coco))

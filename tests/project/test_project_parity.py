@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import pytest
-import yaml
 
 from activeseg.config import from_dict
 from activeseg.experiment import ExperimentConfig, prepare, run_one
