@@ -69,6 +69,7 @@ def test_active_learning_run_then_plot(tmp_path, al_config_cli):
     assert again.stdout == p.stdout  # a finished run is reported, not recomputed
     out = activeseg("plot", store, "--out", tmp_path / "report").stdout
     assert "| entropy |" in out and (tmp_path / "report" / "learning_curves.png").stat().st_size > 1000
+    assert (tmp_path / "report" / "training_curves.png").stat().st_size > 1000
     assert "(n=1)" in (tmp_path / "report" / "results.md").read_text()
     evals = json.loads((tmp_path / "report" / "evaluations.json").read_text())
     assert {(e["budget"], e["split"]) for e in evals} == {(8, "val"), (8, "test"), (16, "val"), (16, "test")}

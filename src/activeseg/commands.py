@@ -37,7 +37,7 @@ from activeseg.pipeline import (
     scale_note,
     scored_at,
 )
-from activeseg.report import markdown_table, plot_curves, plot_paired
+from activeseg.report import markdown_table, plot_curves, plot_paired, plot_training
 from activeseg.store import RunStore
 from activeseg.train.checkpoint import load_checkpoint, save_checkpoint
 from activeseg.train.metrics import summarize
@@ -341,6 +341,7 @@ def run_plot(store: Path, out_dir: Path | None = None) -> tuple[Path, Path, str]
     out_dir.mkdir(parents=True, exist_ok=True)
     png = plot_curves(Path(store), out_dir / "learning_curves.png")
     plot_paired(Path(store), out_dir / "paired_differences.png")
+    plot_training(Path(store), out_dir / "training_curves.png")
     table = markdown_table(Path(store))
     md = out_dir / "results.md"
     md.write_text(table)

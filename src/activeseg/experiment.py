@@ -473,7 +473,7 @@ def run_bounds(exp: Experiment, upper: bool = True, progress: bool = True) -> No
             hist = exp.pool.oracle.class_histogram(state, exp.pool.num_classes).tolist()
             for split in evaluated_splits(out):
                 store.record_evaluation("upper_bound", state.num_labelled, split, state.num_labelled, out[split], hist,
-                                        out["epochs"], time.perf_counter() - t)
+                                        out["epochs"], time.perf_counter() - t, history=out["history"])
             store.finish_run("upper_bound")
     finally:
         store.close()
@@ -497,7 +497,7 @@ def _original_upper_bound(exp: Experiment, progress: bool) -> None:
         for split in ("val", "test"):
             extra = {"best_epoch": out["best_epoch"]} if split == "val" else None
             store.record_evaluation("upper_bound", n, split, n, out[split], hist, out["epochs"], time.perf_counter() - t,
-                                    extra)
+                                    extra, out["history"])
         store.finish_run("upper_bound")
     finally:
         store.close()

@@ -208,6 +208,48 @@ def plot_curves(store_path: Path, out_png: Path, split: str = "test") -> Path:
     return _save_budget_plot(fig, ax, out_png, f"{split} mIoU (%)", *unit)
 
 
+def plot_training(store_path: Path, out_png: Path) -> Path | None:
+    """The stored training curves of every evaluation (the final trainings, or each round's training):
+    one column per budget, training loss (top) and val mIoU (bottom) against the epoch, one thin line per
+    run, a colour per strategy; epoch -1 is the starting weights' val mIoU. None when the store holds no
+    curves (stores written before they were recorded)."""
+    store = RunStore.open_existing(store_path)
+    try:
+        rows = store.training_curves()
+    finally:
+        store.close()
+    if not rows:
+        return None
+    budgets = sorted({r["budget"] for r in rows})
+    strategies = sorted({r["strategy"] for r in rows})
+    colour = {s: f"C{i % 10}" for i, s in enumerate(strategies)}
+    fig, axes = plt.subplots(2, len(budgets), figsize=(3.2 * len(budgets) + 1, 6), squeeze=False, sharey="row")
+    for r in rows:
+        col = budgets.index(r["budget"])
+        h = r["history"]
+        trained = [e for e in h if e["loss"] is not None]
+        validated = [e for e in h if e["val_miou"] is not None]
+        kw = {"color": colour[r["strategy"]], "alpha": 0.6, "linewidth": 0.9}
+        axes[0, col].plot([e["epoch"] for e in trained], [e["loss"] for e in trained], **kw)
+        axes[1, col].plot([e["epoch"] for e in validated], [100 * e["val_miou"] for e in validated], marker=".", **kw)
+    for col, b in enumerate(budgets):
+        axes[0, col].set_title(f"{b} labelled", fontsize=9)
+        axes[0, col].set_yscale("log")
+        axes[1, col].set_xlabel("epoch")
+        for ax in axes[:, col]:
+            ax.grid(alpha=0.3)
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    axes[0, 0].set_ylabel("training loss (log; + auxiliary heads')")
+    axes[1, 0].set_ylabel("val mIoU (%)")
+    handles = [plt.Line2D([], [], color=colour[s], label=s) for s in strategies]
+    fig.legend(handles=handles, loc="upper center", ncol=min(len(strategies), 6), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+    return out_png
+
+
 def _save_budget_plot(fig: plt.Figure, ax: plt.Axes, out_png: Path, ylabel: str, unit: str = "regions",
                       pool: int | None = None) -> Path:
     """Axis labels, grid and legend of a plot over labelled regions (or images: with the pool's image

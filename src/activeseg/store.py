@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS evaluations (
 CREATE TABLE IF NOT EXISTS evaluation_extras (
     run_id TEXT NOT NULL, budget INTEGER NOT NULL, split TEXT NOT NULL, extra TEXT NOT NULL,
     PRIMARY KEY (run_id, budget, split));
+CREATE TABLE IF NOT EXISTS training_curves (
+    run_id TEXT NOT NULL, budget INTEGER NOT NULL, history TEXT NOT NULL, PRIMARY KEY (run_id, budget));
 CREATE TABLE IF NOT EXISTS checkpoints (
     run_id TEXT PRIMARY KEY, step INTEGER NOT NULL, blob BLOB NOT NULL);
 """
@@ -238,18 +240,30 @@ class RunStore:
 
     def record_evaluation(self, run_id: str, budget: int, split: str, labelled: int, metrics: dict,
                           class_histogram: list[int] | None, epochs: int | None, seconds: float,
-                          extra: dict | None = None) -> None:
-        """One evaluation; ``extra`` holds further metrics (e.g. an auxiliary head's), or None.
+                          extra: dict | None = None, history: list[dict] | None = None) -> None:
+        """One evaluation; ``extra`` holds further metrics (e.g. an auxiliary head's), or None;
+        ``history`` the per-epoch records of the training behind it (loss, val mIoU, lr), or None.
 
-        ``extra`` goes to its own table (``evaluation_extras``) in the same transaction: the evaluations
-        table keeps the columns that processes running older code insert into."""
+        ``extra`` and ``history`` go to tables of their own (``evaluation_extras``, ``training_curves``, one
+        curve per run and budget) in the same transaction: the evaluations table keeps the columns that
+        processes running older code insert into."""
         statements = [("INSERT OR REPLACE INTO evaluations VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                        (run_id, budget, split, labelled, metrics["miou"], metrics.get("pixel_accuracy"),
                         json.dumps(metrics["iou"]), json.dumps(class_histogram), epochs, seconds, time.time()))]
         if extra is not None:
             statements.append(("INSERT OR REPLACE INTO evaluation_extras VALUES (?,?,?,?)",
                                (run_id, budget, split, json.dumps(extra))))
+        if history is not None:
+            statements.append(("INSERT OR REPLACE INTO training_curves VALUES (?,?,?)",
+                               (run_id, budget, json.dumps(history))))
         self._tx(statements)
+
+    def training_curves(self) -> list[dict]:
+        """The stored training histories: run id, strategy, seed, budget and the per-epoch records."""
+        rows = self.db.execute("SELECT c.run_id, r.strategy, r.seed, c.budget, c.history FROM training_curves c "
+                               "JOIN runs r USING (run_id) ORDER BY c.run_id, c.budget").fetchall()
+        return [{"run_id": i, "strategy": s, "seed": seed, "budget": b, "history": json.loads(h)}
+                for i, s, seed, b, h in rows]
 
     def evaluations(self, run_id: str | None = None) -> list[dict]:
         sql = ("SELECT e.run_id, r.strategy, r.seed, e.budget, e.split, e.labelled, e.miou, e.pixel_accuracy, "

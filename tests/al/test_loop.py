@@ -139,6 +139,17 @@ def test_benchmark_grid_skips_finished_runs_and_measures_bounds(al_config):
                     "lower_bound": "done", "upper_bound": "done"}
     upper = [e for e in store.evaluations("upper_bound") if e["split"] == "test"][0]
     assert upper["labelled"] == 64
+    # every final training's curve is kept: one per run and budget, the val record its best epoch's mIoU
+    trainings = store.training_curves()
+    assert {(c["run_id"], c["budget"]) for c in trainings} == (
+        {(f"{s}-s{k}", b) for s in ("random", "entropy") for k in (1, 2) for b in cfg.al.budgets}
+        | {("upper_bound", 64)})
+    val = {(e["run_id"], e["budget"]): e["miou"] for e in store.evaluations() if e["split"] == "val"}
+    for c in trainings:
+        epochs = [h for h in c["history"] if h["epoch"] >= 0]
+        assert epochs and all(h["loss"] > 0 for h in epochs)
+        assert max(h["val_miou"] for h in c["history"] if h["val_miou"] is not None) == pytest.approx(
+            val[c["run_id"], c["budget"]], abs=1e-12)
     stamp = store.db.execute("SELECT MAX(created) FROM evaluations").fetchone()[0]
     store.close()
     run_benchmark(cfg, progress=False)  # everything finished: nothing is recomputed

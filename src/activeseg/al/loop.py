@@ -230,7 +230,8 @@ def final_train_and_evaluate(model: Segmenter, pool: Pool, state: LabelledState,
     """Trains a copy of ``model`` on every labelled region (crops around a random labelled region of each
     image), and with ``include_start`` on the fully labelled start images too, early stopping on val;
     returns its val and test metrics, the metrics of the model's auxiliary heads on val (``val_extra``,
-    {} without heads), the best epoch and the trained copy (``model``). ``model`` itself is unchanged."""
+    {} without heads), the best epoch, the per-epoch history (``history``: loss, val mIoU, lr) and the
+    trained copy (``model``). ``model`` itself is unchanged."""
     trained = copy.deepcopy(model)
     source, images, keep = training_set(pool, state, include_start)
     result = fit(trained, source, pool.val, pool.num_classes, cfg, device, generator,
@@ -242,6 +243,7 @@ def final_train_and_evaluate(model: Segmenter, pool: Pool, state: LabelledState,
         "test": summarize(evaluate(trained, pool.test, pool.num_classes, device), pool.class_names),
         "val_extra": head_metrics(trained, pool.val, device),
         "best_epoch": result.best_epoch,
+        "history": result.history,
         "model": trained,
     }
 
@@ -326,5 +328,5 @@ def _evaluate_due_budgets(cfg: ALConfig, run_id: str, model: Segmenter, pool: Po
         extra = {**out["val_extra"], **start_extra} or None
         for split in evaluated_splits(out):
             store.record_evaluation(run_id, budget, split, state.num_labelled, out[split], hist, out["epochs"],
-                                    time.perf_counter() - t, extra if split == "val" else None)
+                                    time.perf_counter() - t, extra if split == "val" else None, out["history"])
         log.info("%s: %d regions, test mIoU %.4f", run_id, state.num_labelled, out["test"]["miou"])

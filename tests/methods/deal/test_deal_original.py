@@ -87,6 +87,7 @@ def test_each_round_labels_whole_images_and_is_evaluated(original_config, strate
         labelled = store.load_checkpoint(run_id)[1]["state"]["labelled_step"]
         stored = store.run_configs()[run_id]
         extras = [e["extra"] for e in store.evaluations(run_id) if e["split"] == "val"]
+        trainings = store.training_curves()
     finally:
         store.close()
     whole = labelled.gt(0).all(1)
@@ -94,6 +95,11 @@ def test_each_round_labels_whole_images_and_is_evaluated(original_config, strate
     assert [(b, split, n, epochs) for b, split, n, _, epochs in evals] == [
         (4, "test", 4, 3), (4, "val", 4, 3), (6, "test", 6, 3), (6, "val", 6, 3), (8, "test", 8, 3), (8, "val", 8, 3)]
     assert all(e["best_epoch"] in (1, 2) for e in extras)  # epochs 1 and 2 (the last) are validated
+    # each round's training curve is kept: 3 epochs, validated at epochs 1 and 2, the best one the record's
+    assert [c["budget"] for c in trainings] == [4, 6, 8]
+    for c, e in zip(trainings, extras):
+        assert [h["epoch"] for h in c["history"]] == [0, 1, 2] and c["history"][0]["val_miou"] is None
+        assert max((h["val_miou"], h["epoch"]) for h in c["history"][1:])[1] == e["best_epoch"]
     assert all(("difficulty_auroc" in e) == strategy.startswith("deal") for e in extras)
     original = stored["al"]["deal"]["original"]
     assert stored["al"]["deal"]["protocol"] == "deal_original" and stored["al"]["deal"]["sub_ratio"] == 0.5
@@ -392,3 +398,4 @@ def test_cli_benchmark_with_the_upper_bound_and_plot_over_images(original_config
     assert "Per-class test IoU (%) at 8 images" in table and "best_epoch" in table
     assert budget_unit(store) == ("images", 12)
     assert (store.parent / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (store.parent / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

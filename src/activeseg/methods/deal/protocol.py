@@ -173,6 +173,6 @@ def _train_round(cfg: ALConfig, new_model: Callable[[int], Segmenter], pool: Poo
         extra = {**out["val_extra"], "best_epoch": out["best_epoch"]}
         for split in ("val", "test"):
             store.record_evaluation(cfg.run_id, n, split, n, out[split], hist, out["epochs"], time.perf_counter() - t,
-                                    extra if split == "val" else None)
+                                    extra if split == "val" else None, out["history"])
         log.info("%s: %d images, test mIoU %.4f", cfg.run_id, n, out["test"]["miou"])
     return out["model"]

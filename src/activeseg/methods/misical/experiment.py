@@ -249,7 +249,7 @@ class MisicalExperiment:
         hist = pool.oracle.class_histogram(state, pool.num_classes).tolist()
         for split in evaluated_splits(out):
             store.record_evaluation(run_id, budget, split, state.num_labelled, out[split], hist, out["epochs"], seconds,
-                                    extra if split == "test" else None)
+                                    extra if split == "test" else None, out["history"])
 
 
 def prepare_misical(cfg: MisicalExperimentConfig, progress: bool = True) -> MisicalExperiment:
