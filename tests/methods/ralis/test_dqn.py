@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from activeseg.methods.ralis.dqn import (
@@ -55,3 +56,17 @@ def test_update_on_all_terminal_batch_fits_rewards():
     batch = [Transition(torch.randn(4, 6), torch.randn(3, 8), i % 3, float(i % 3), None, None, True) for i in range(16)]
     losses = [dqn_update(policy, target, opt, batch)["loss"] for _ in range(200)]
     assert losses[-1] < 0.2 * losses[0]
+
+
+def test_gamma_zero_targets_are_the_rewards_without_a_next_state_pass():
+    torch.manual_seed(0)
+    policy, target = QueryNetwork(state_regions=4, phi_dim=6, kl_dim=2), QueryNetwork(state_regions=4, phi_dim=6, kl_dim=2)
+    opt = torch.optim.SGD(policy.parameters(), lr=0.0)
+    batch = [Transition(torch.randn(4, 6), torch.randn(3, 8), i % 3, 0.5 * i, torch.randn(4, 6), torch.randn(3, 8), False)
+             for i in range(8)]
+    calls = []
+    target.register_forward_hook(lambda *_: calls.append("target"))
+    stats = dqn_update(policy, target, opt, batch, gamma=0.0)
+    assert calls == [] and stats["target_abs_mean"] == pytest.approx(sum(0.5 * i for i in range(8)) / 8)
+    stats = dqn_update(policy, target, opt, batch, gamma=0.5)  # bootstrapped: the target net is asked
+    assert calls == ["target"] and stats["target_abs_mean"] != pytest.approx(1.75)

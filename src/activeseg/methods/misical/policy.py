@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from activeseg.config import from_dict, to_dict
@@ -65,9 +66,12 @@ class ClassQNet(nn.Module):
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, state: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-        B, N, _ = candidates.shape
-        sigma = state[:, None, :].expand(B, N, state.shape[-1])  # [B, N, d + 1]
-        return self.mlp(torch.cat([candidates, sigma], -1)).squeeze(-1)  # [B, N, 2d + 1] -> [B, N]
+        # the first layer on [phi(a); sigma], with sigma's part computed once per state, not per candidate
+        first, rest = self.mlp[0], self.mlp[1:]
+        d = candidates.shape[-1]
+        own = F.linear(candidates, first.weight[:, :d])  # [B, N, h]
+        shared = F.linear(state, first.weight[:, d:], first.bias)  # [B, h]
+        return rest(own + shared[:, None, :]).squeeze(-1)  # [B, N]
 
 
 def summary(embeddings_acquired: torch.Tensor, t: int, episode_len: int) -> torch.Tensor:

@@ -82,7 +82,8 @@ def dqn_update(policy: torch.nn.Module, target: torch.nn.Module, optimizer: torc
     The policy net runs in train mode for Q(S, a); on S' it chooses a* with its batch norm in
     ``policy_next_bn_mode`` and the target net evaluates a* with its batch norm in ``target_bn_mode``
     ('eval': running statistics, the reference; 'train': batch statistics, as Q(S, a) is fitted). A
-    batch whose transitions are all terminal needs no next-state pass (targets = rewards).
+    batch whose transitions are all terminal, or ``gamma`` 0, needs no next-state pass (targets = rewards;
+    the next-state passes, and what a 'train' batch-norm mode would do to the running statistics, are skipped).
     ``grad_clip`` bounds the gradient norm (None: no clipping).
 
     Returns:
@@ -97,7 +98,7 @@ def dqn_update(policy: torch.nn.Module, target: torch.nn.Module, optimizer: torc
     with torch.no_grad():
         targets = rewards.clone()
         live = (~done).nonzero().reshape(-1)
-        if len(live):
+        if len(live) and gamma != 0:
             ns = torch.stack([batch[i].next_state for i in live])
             nc = torch.stack([batch[i].next_candidates for i in live])
             policy.train(policy_next_bn_mode == "train")
