@@ -4,7 +4,8 @@ For each option and class: train the class policy on D_T (seed 20, the CPU profi
 configs/misical_camvid.yaml otherwise), deploy it one-shot (and, for gamma = 1, also by rollout) on the
 101 val images' 2,424 regions with B = 189 (480 / 6,168 of the pool, scaled to val), and measure the class
 quantity Q_c of what it took, beside random and pred_quantity (the start model's predicted count). The
-training's last-10-episode return and |Q| at the first step say whether the value converged.
+training's last-10-episode return and |Q| at the first step say whether the value converged; each training's
+per-episode records (return, TD loss, |Q|, exploration) go into the JSON and its curves into a PNG beside it.
 
     python benchmarks/misical_val_check.py --classes pedestrian bicyclist sky --gammas 1.0 0.9 0.5 0.0 \\
         --out docs/misical_val_check.json
@@ -27,6 +28,7 @@ from activeseg.methods.misical.benchmark import start_model_region_stats
 from activeseg.methods.misical.experiment import MisicalExperimentConfig, class_index, prepare_misical
 from activeseg.methods.misical.policy import initial_q, oneshot_topB, rollout, train_class_policy
 from activeseg.methods.misical.quantity import class_quantities, set_quantity
+from activeseg.methods.misical.report import plot_policy_training
 
 
 def main() -> None:
@@ -71,7 +73,10 @@ def main() -> None:
             row[key] = {"oneshot": qc(oneshot_topB(qnet, emb_v, available, B, options.episode_len)),
                         "return_last10": float(np.mean([h["return"] for h in last])),
                         "q0_abs_mean_train": float(q0.abs().mean()), "episodes": len(history),
-                        "seconds_train": round(seconds, 1)}
+                        "seconds_train": round(seconds, 1),
+                        "history": [{k: v for k, v in h.items() if k != "rewards"} for h in history]}
+            plot_policy_training(history, args.out.with_name(f"{args.out.stem}_{cls}_{key}.png"),
+                                 f"{cls}, {key} (val check, seed {args.seed})")
             if gamma == 1.0:
                 row[key]["rollout"] = qc(rollout(qnet, emb_v, available, B, options.pool_size, options.episode_len,
                                                  np.random.default_rng([args.seed, 11])))
