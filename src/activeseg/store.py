@@ -97,9 +97,13 @@ def read_run_configs(path: Path) -> dict[str, dict]:
     try:
         if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'").fetchone() is None:
             return {}
-        return {r: json.loads(c) for r, c in db.execute("SELECT run_id, config FROM runs ORDER BY run_id")}
+        return _run_configs(db)
     finally:
         db.close()
+
+
+def _run_configs(db: sqlite3.Connection) -> dict[str, dict]:
+    return {r: json.loads(c) for r, c in db.execute("SELECT run_id, config FROM runs ORDER BY run_id")}
 
 
 class RunStore:
@@ -195,7 +199,7 @@ class RunStore:
 
     def run_configs(self) -> dict[str, dict]:
         """The stored config of every run, by run id."""
-        return {r: json.loads(c) for r, c in self.db.execute("SELECT run_id, config FROM runs ORDER BY run_id")}
+        return _run_configs(self.db)
 
     def runs(self) -> list[dict]:
         rows = self.db.execute("SELECT run_id, strategy, seed, status FROM runs ORDER BY run_id").fetchall()
