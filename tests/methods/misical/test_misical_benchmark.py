@@ -5,20 +5,28 @@ over the budgets and record Q_c, and the report gives integer win counts in [0, 
 from __future__ import annotations
 
 import json
+import shutil
+import sqlite3
 from collections import Counter
+from dataclasses import replace
+from pathlib import Path
 
+import pytest
 import torch
+import yaml
 
 from activeseg.al.strategies import encoded_inputs
-from activeseg.commands import load_misical
+from activeseg.commands import load_experiment, load_misical
+from activeseg.errors import ConfigError
+from activeseg.experiment import run_benchmark as experiment_benchmark
 from activeseg.methods.misical import experiment as misical_experiment
-from activeseg.methods.misical.benchmark import run_benchmark, start_model_region_stats
+from activeseg.methods.misical.benchmark import run_benchmark, start_model_region_stats, write_report
 from activeseg.methods.misical.experiment import prepare_misical
 from activeseg.regions import RegionGrid
 from activeseg.store import RunStore
 
 
-def test_two_class_benchmark_trains_each_selection_once_and_counts_wins(misical_yaml, monkeypatch):
+def test_two_class_benchmark_trains_each_selection_once_and_counts_wins(misical_yaml, al_config, monkeypatch):
     cfg = load_misical(misical_yaml)  # classes disc and box, seeds 1 and 2, budgets 8 and 16
     trainings = []
     real = misical_experiment.final_train_and_evaluate
@@ -65,6 +73,46 @@ def test_two_class_benchmark_trains_each_selection_once_and_counts_wins(misical_
 
     run_benchmark(cfg, progress=False)  # resumed: every run is finished, nothing is trained again
     assert len(trainings) == 2 * (len(agnostic) + len(aware))
+
+    # the cross-check with RALIS-protocol runs of another store (here entropy runs stand in for RALIS's)
+    raw = yaml.safe_load(al_config.read_text())
+    raw["al"]["budgets"], raw["strategies"], raw["bounds"] = [8, 16], ["entropy"], False
+    raw["al"]["final_train"] = yaml.safe_load(misical_yaml.read_text())["al"]["final_train"]  # the same evaluation
+    raw["store"] = str(al_config.parent / "ralis" / "store.sqlite")
+    al_config.write_text(yaml.safe_dump(raw))
+    experiment_benchmark(load_experiment(al_config), progress=False)
+    other = RunStore(raw["store"])
+    try:
+        theirs = {(e["seed"], e["budget"]): e for e in other.evaluations() if e["split"] == "test"}
+    finally:
+        other.close()
+    checked = replace(cfg, ralis_store=Path(raw["store"]), ralis_strategy="entropy", rare_classes=("disc", "box"))
+    _, js, text = write_report(checked, ("disc", "box"))
+    cross = json.loads(js.read_text())["ralis_crosscheck"]
+    area = 48 * 64 / 8
+    for budget in (8, 16):
+        for c, k in (("disc", 2), ("box", 3)):  # classes background, band, disc, box, dot
+            row = cross[str(budget)][c]
+            assert row["seeds"] == [1, 2]
+            assert row["mean"] == pytest.approx(sum(tests[(f"misical_{c}-s{s}", budget)]["iou"][c] for s in (1, 2)) / 2)
+            assert row["baseline_mean"] == pytest.approx(sum(theirs[(s, budget)]["iou"][c] for s in (1, 2)) / 2)
+            assert row["ralis_quantity"] == pytest.approx(
+                sum(theirs[(s, budget)]["class_histogram"][k] for s in (1, 2)) / 2 / area)
+            for s in (1, 2):  # Q_c from labelled pixels is the policy's own record of it
+                mine = tests[(f"misical_{c}-s{s}", budget)]
+                assert mine["class_histogram"][k] / area == pytest.approx(mine["extra"]["quantities"][c], rel=1e-5)
+    assert "Cross-check with RALIS at B = 16 regions" in text
+    elsewhere = al_config.parent / "elsewhere.sqlite"  # runs on another pool are refused, the key named
+    shutil.copy(raw["store"], elsewhere)
+    db = sqlite3.connect(elsewhere)
+    for run_id, config in db.execute("SELECT run_id, config FROM runs").fetchall():
+        db.execute("UPDATE runs SET config=? WHERE run_id=?", (json.dumps({**json.loads(config), "pool_images": "x"}), run_id))
+    db.commit()
+    db.close()
+    with pytest.raises(ConfigError, match="pool_images"):
+        write_report(replace(checked, ralis_store=elsewhere), ("disc", "box"))
+    with pytest.raises(ConfigError, match="ralis_strategy"):
+        write_report(replace(checked, ralis_strategy="ralis"), ("disc", "box"))
 
 
 def test_pred_quantity_counts_the_start_models_argmax_pixels(misical_yaml):

@@ -30,8 +30,10 @@ import torch.nn.functional as F
 from activeseg.al.candidates import select_global_topk
 from activeseg.al.scoring import entropy
 from activeseg.al.strategies import SelectionContext, encoded_inputs
+from activeseg.errors import ConfigError
 from activeseg.methods.misical.experiment import (
     MisicalExperiment,
+    SHARED_KEYS,
     MisicalExperimentConfig,
     benchmark_classes,
     prepare_misical,
@@ -40,7 +42,14 @@ from activeseg.methods.misical.experiment import (
 )
 from activeseg.methods.misical.policy import deploy
 from activeseg.methods.misical.strategy import MisicalPolicy
-from activeseg.methods.misical.report import TITLE, benchmark_markdown, benchmark_result, costs_lines
+from activeseg.methods.misical.report import (
+    TITLE,
+    benchmark_markdown,
+    benchmark_result,
+    costs_lines,
+    crosscheck_markdown,
+    ralis_crosscheck,
+)
 from activeseg.models.segmenter import Segmenter
 from activeseg.regions import RegionGrid
 from activeseg.store import RunBusyError, RunStore
@@ -197,11 +206,47 @@ def run_benchmark(cfg: MisicalExperimentConfig, progress: bool = True,
     return write_report(cfg, classes)
 
 
+def ralis_evaluations(cfg: MisicalExperimentConfig, own: dict | None) -> list[dict]:
+    """The evaluations of the RALIS runs in ``cfg.ralis_store``, after checking that they share this experiment's
+    start model, pool, D_R, test and final training (``SHARED_KEYS`` and ``al.final_train`` of ``own``, a run
+    config of this benchmark's store).
+
+    Raises:
+        ConfigError: no such store, no RALIS run in it, or runs on another setting (the keys are named).
+    """
+    path = Path(cfg.ralis_store)
+    if not path.is_file():
+        raise ConfigError(f"ralis_store {path} does not exist; run the low-start benchmark first (activeseg "
+                          f"benchmark configs/camvid_lowstart.yaml) or set ralis_store: null")
+    store = RunStore.open_existing(path)
+    try:
+        configs = store.run_configs()
+        evals = [e for e in store.evaluations() if e["strategy"] == cfg.ralis_strategy]
+    finally:
+        store.close()
+    if not evals:
+        raise ConfigError(f"ralis_store {path} holds no evaluated run of strategy {cfg.ralis_strategy!r}; set "
+                          f"ralis_strategy to one of {sorted({c.get('al', {}).get('strategy') for c in configs.values()} - {None})}")
+    if own is not None:
+        for run_id in sorted({e["run_id"] for e in evals}):
+            theirs = configs[run_id]
+            differ = [k for k in SHARED_KEYS if theirs.get(k) != own.get(k)]
+            if theirs["al"].get("final_train") != own["al"]["final_train"]:
+                differ.append("al.final_train")
+            if theirs["al"].get("final_include_start", False) != own["al"]["final_include_start"]:  # absent: False
+                differ.append("al.final_include_start")
+            if differ:
+                raise ConfigError(f"ralis_store {path}: run {run_id} differs from this benchmark in {differ}; "
+                                  "a cross-check needs the same start model, pool, D_R, test and final training")
+    return evals
+
+
 def write_report(cfg: MisicalExperimentConfig, classes: tuple[str, ...]) -> tuple[Path, Path, str]:
     """misical_results.md and misical_results.json beside the store, from its runs."""
     store = RunStore.open_existing(cfg.store)
     try:
         evals = store.evaluations()
+        configs = store.run_configs()
     finally:
         store.close()
     methods = tuple(m for m in ("random", "entropy", "pred_quantity") if m in cfg.baselines) + ("misical",)
@@ -215,10 +260,14 @@ def write_report(cfg: MisicalExperimentConfig, classes: tuple[str, ...]) -> tupl
               f"Evaluation training: al.final_train from {'the start model' if cfg.eval_init == 'dt_start' else 'scratch'}"
               f"{' with the start images' if cfg.al.final_include_start else ''}, early stopping on {cfg.val_split}; "
               f"IoU on {cfg.test_split}."]
-    text = benchmark_markdown(result, header, costs)
+    crosscheck = None if cfg.ralis_store is None else ralis_crosscheck(
+        evals, ralis_evaluations(cfg, next(iter(configs.values()), None)), tuple(c for c in cfg.rare_classes if c in classes),
+        cfg.al.budgets, cfg.data.height * cfg.data.width / (cfg.region_rows * cfg.region_cols))
+    extra = [] if crosscheck is None else crosscheck_markdown(crosscheck, f"{cfg.ralis_store} ({cfg.ralis_strategy})")
+    text = benchmark_markdown(result, header, costs, extra)
     out = Path(cfg.store).parent
     md, js = out / "misical_results.md", out / "misical_results.json"
     md.write_text(text)
-    js.write_text(json.dumps({"title": TITLE, "deploy": opts.deploy, **result, "costs": cost_data}, indent=1,
-                             default=str))
+    js.write_text(json.dumps({"title": TITLE, "deploy": opts.deploy, **result, "costs": cost_data,
+                              "ralis_crosscheck": crosscheck}, indent=1, default=str))
     return md, js, text

@@ -75,6 +75,12 @@ class MisicalExperimentConfig(ExperimentConfig):
     """Regions in each premise subset; null: the first of al.budgets."""
     timing_budgets: tuple[int, ...] = (480, 1440, 6168)
     """Budgets whose one-shot selection time is measured for every policy (each capped at the pool's size)."""
+    ralis_store: Path | None = None
+    """A run store holding RALIS runs on the same start model, pool, D_R and test (the low-start benchmark's,
+    runs/camvid_lowstart/store.sqlite): the report compares the rare classes' test IoU of each class policy with
+    theirs at the same budgets, paired over seeds (spec section 7); null: no cross-check."""
+    ralis_strategy: str = "ralis"
+    """The strategy name of the RALIS runs in ralis_store."""
     policy_dir: Path | None = None
     """Folder of the class policies (CLASS-sSEED/policy.pt, history.json, training.png); null: policies/
     beside the store."""

@@ -226,7 +226,7 @@ def benchmark_result(evals: list[dict], classes: tuple[str, ...], rare: tuple[st
     return result
 
 
-def benchmark_markdown(result: dict, header: list[str], costs: list[str]) -> str:
+def benchmark_markdown(result: dict, header: list[str], costs: list[str], extra: list[str] = ()) -> str:
     """The report: wins vs random (all classes, rare classes, sign test), per-class IoU, per-class differences
     with std over seeds, Q_c of the selected sets, then the costs."""
     classes, rare, base = result["classes"], result["rare_classes"], result["baseline"]
@@ -262,7 +262,52 @@ def benchmark_markdown(result: dict, header: list[str], costs: list[str]) -> str
             cells = ["-" if entry["quantity"][m][c] is None else f"{entry['quantity'][m][c]:.2f}" for m in methods]
             lines.append(f"| {c} | " + " | ".join(cells) + " |")
         lines.append("")
-    return "\n".join(lines + costs) + "\n"
+    return "\n".join(lines + list(extra) + costs) + "\n"
+
+
+def ralis_crosscheck(evals: list[dict], ralis_evals: list[dict], rare: tuple[str, ...], budgets: tuple[int, ...],
+                     region_area: float) -> dict:
+    """Per budget and rare class: the class policy's test IoU_c against the RALIS runs' (one run per seed, scored
+    for every class), paired over the seeds both have (``compare``), and the class quantity Q_c each selected:
+    the policy's from its record, RALIS's from its labelled pixels of c / ``region_area``."""
+    out: dict = {}
+    for budget in budgets:
+        policy_iou = per_class_values(evals, budget, "iou").get("misical", {})
+        policy_q = per_class_values(evals, budget, "quantities").get("misical", {})
+        mine = [e for e in ralis_evals if e["split"] == "test" and e["budget"] == budget]
+        ralis_iou = {c: {e["seed"]: e["iou"][c] for e in mine if e["iou"].get(c) is not None} for c in rare}
+        ralis_q = {c: {e["seed"]: e["class_histogram"][list(e["iou"]).index(c)] / region_area
+                       for e in mine if e.get("class_histogram") and c in e["iou"]} for c in rare}
+        comp = compare(policy_iou, ralis_iou, rare)
+        out[budget] = {c: {**comp[c],
+                           "policy_quantity": _mean_or_none(policy_q.get(c, {}).values()),
+                           "ralis_quantity": _mean_or_none(ralis_q[c].values())} for c in rare}
+    return out
+
+
+def _mean_or_none(values) -> float | None:
+    values = list(values)
+    return sum(values) / len(values) if values else None
+
+
+def crosscheck_markdown(result: dict, source: str) -> list[str]:
+    lines = []
+    for budget, rows in result.items():
+        lines += [f"## Cross-check with RALIS at B = {budget} regions (rare classes)", "",
+                  f"RALIS runs of {source} (same start model, pool, D_R and test; one run per seed, scored for every "
+                  "class) against each class's policy, paired over the seeds both ran. Q_c: the class quantity "
+                  "of the selected set (region-equivalents).", "",
+                  "| class | policy IoU_c (%) | RALIS IoU_c (%) | policy - RALIS (points) | seeds | policy Q_c | RALIS Q_c |",
+                  "|---|---|---|---|---|---|---|"]
+        for c, r in rows.items():
+            if r["win"] is None:
+                lines.append(f"| {c} | - | - | - | 0 | {_num(r['policy_quantity'])} | {_num(r['ralis_quantity'])} |")
+                continue
+            lines.append(f"| {c} | {_pct(r['mean'], r['std'])} | {_pct(r['baseline_mean'], r['baseline_std'])} | "
+                         f"{_pct(r['diff_mean'], r['diff_std'], signed=True)} | {len(r['seeds'])} | "
+                         f"{_num(r['policy_quantity'])} | {_num(r['ralis_quantity'])} |")
+        lines.append("")
+    return lines
 
 
 def costs_lines(evals: list[dict], methods: tuple[str, ...]) -> tuple[list[str], dict]:
