@@ -96,3 +96,24 @@ def test_budget_unit_and_a_store_mixing_units(tmp_path):
     store.claim_run("entropy-s1", "entropy", 1, {})
     store.close()
     assert budget_unit(regions) == ("regions", None)
+
+
+def test_training_curves_plot_counts_evaluations_without_a_curve(tmp_path):
+    from activeseg.report import plot_training
+    from activeseg.store import RunStore
+
+    path, png = tmp_path / "store.sqlite", tmp_path / "training_curves.png"
+    metrics = {"miou": 0.5, "iou": {"a": 0.5}}
+    store = RunStore(path)
+    store.claim_run("random-s1", "random", 1, {})
+    store.record_evaluation("random-s1", 8, "test", 8, metrics, None, 2, 1.0)  # written by older code: no curve
+    store.close()
+    png.write_bytes(b"stale")
+    assert plot_training(path, png) is None and not png.exists()  # no curve at all: no picture, the old one gone
+    history = [{"epoch": -1, "loss": None, "val_miou": 0.4, "lr": None}, {"epoch": 0, "loss": 1.2, "val_miou": 0.5, "lr": 1e-3}]
+    store = RunStore(path)
+    store.record_evaluation("random-s1", 16, "test", 16, metrics, None, 1, 1.0, history=history)
+    assert store.training_curves() == [{"run_id": "random-s1", "strategy": "random", "seed": 1, "budget": 16,
+                                        "history": history}]
+    store.close()
+    assert plot_training(path, png) == png and png.read_bytes()[:4] == b"\x89PNG"

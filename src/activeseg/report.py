@@ -211,18 +211,23 @@ def plot_curves(store_path: Path, out_png: Path, split: str = "test") -> Path:
 def plot_training(store_path: Path, out_png: Path) -> Path | None:
     """The stored training curves of every evaluation (the final trainings, or each round's training):
     one column per budget, training loss (top) and val mIoU (bottom) against the epoch, one thin line per
-    run, a colour per strategy; epoch -1 is the starting weights' val mIoU. None when the store holds no
-    curves (stores written before they were recorded)."""
+    run, a colour per strategy; epoch -1 is the starting weights' val mIoU. The title counts the evaluations
+    without a curve (written before curves were recorded, or by a process running older code). None, and no
+    file (an earlier one is removed), when the store holds no curves."""
     store = RunStore.open_existing(store_path)
     try:
         rows = store.training_curves()
+        evaluated = {(e["run_id"], e["budget"]) for e in store.evaluations() if e["split"] == "test"}
     finally:
         store.close()
     if not rows:
+        out_png.unlink(missing_ok=True)
         return None
+    missing = len(evaluated - {(r["run_id"], r["budget"]) for r in rows})
     budgets = sorted({r["budget"] for r in rows})
     strategies = sorted({r["strategy"] for r in rows})
-    colour = {s: f"C{i % 10}" for i, s in enumerate(strategies)}
+    palette = "tab10" if len(strategies) <= 10 else "tab20"
+    colour = {s: plt.get_cmap(palette)(i % 20) for i, s in enumerate(strategies)}
     fig, axes = plt.subplots(2, len(budgets), figsize=(3.2 * len(budgets) + 1, 6), squeeze=False, sharey="row")
     for r in rows:
         col = budgets.index(r["budget"])
@@ -243,7 +248,9 @@ def plot_training(store_path: Path, out_png: Path) -> Path | None:
     axes[1, 0].set_ylabel("val mIoU (%)")
     handles = [plt.Line2D([], [], color=colour[s], label=s) for s in strategies]
     fig.legend(handles=handles, loc="upper center", ncol=min(len(strategies), 6), fontsize=8)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    if missing:
+        fig.text(0.01, 0.01, f"{missing} of {len(evaluated)} evaluations have no stored curve (not drawn)", fontsize=8)
+    fig.tight_layout(rect=(0, 0.03, 1, 0.93))
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=100)
     plt.close(fig)

@@ -119,7 +119,9 @@ class RunStore:
 
     @classmethod
     def open_existing(cls, path: Path) -> "RunStore":
-        """Opens a store that must already exist (for reading results); nothing is created or written.
+        """Opens a store that must already exist (for reading results); no store is created. Like any opening,
+        it adds the tables newer code defines (e.g. ``training_curves`` to a store written before it existed)
+        and switches the file to WAL mode.
 
         Raises:
             ConfigError: ``path`` is missing, a folder, or not a run store.

@@ -5,6 +5,7 @@ over the budgets and record Q_c, and the report gives integer win counts in [0, 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 from collections import Counter
@@ -77,7 +78,9 @@ def test_two_class_benchmark_trains_each_selection_once_and_counts_wins(misical_
     # the cross-check with RALIS-protocol runs of another store (here entropy runs stand in for RALIS's)
     raw = yaml.safe_load(al_config.read_text())
     raw["al"]["budgets"], raw["strategies"], raw["bounds"] = [8, 16], ["entropy"], False
+    raw["seeds"] = [1, 2, 3]  # seed 3 has no policy: left out of every column
     raw["al"]["final_train"] = yaml.safe_load(misical_yaml.read_text())["al"]["final_train"]  # the same evaluation
+    raw["al"]["final_init"] = "start_model"
     raw["store"] = str(al_config.parent / "ralis" / "store.sqlite")
     al_config.write_text(yaml.safe_dump(raw))
     experiment_benchmark(load_experiment(al_config), progress=False)
@@ -102,17 +105,26 @@ def test_two_class_benchmark_trains_each_selection_once_and_counts_wins(misical_
                 mine = tests[(f"misical_{c}-s{s}", budget)]
                 assert mine["class_histogram"][k] / area == pytest.approx(mine["extra"]["quantities"][c], rel=1e-5)
     assert "Cross-check with RALIS at B = 16 regions" in text
-    elsewhere = al_config.parent / "elsewhere.sqlite"  # runs on another pool are refused, the key named
-    shutil.copy(raw["store"], elsewhere)
-    db = sqlite3.connect(elsewhere)
-    for run_id, config in db.execute("SELECT run_id, config FROM runs").fetchall():
-        db.execute("UPDATE runs SET config=? WHERE run_id=?", (json.dumps({**json.loads(config), "pool_images": "x"}), run_id))
-    db.commit()
-    db.close()
-    with pytest.raises(ConfigError, match="pool_images"):
-        write_report(replace(checked, ralis_store=elsewhere), ("disc", "box"))
-    with pytest.raises(ConfigError, match="ralis_strategy"):
+    # runs evaluated otherwise are refused, the key named
+    for n, (change, key) in enumerate(((lambda c: c.update(pool_images="x"), "pool_images"),
+                                       (lambda c: c["al"]["final_train"].update(lr=0.1), "al.final_train"),
+                                       (lambda c: c["al"].pop("final_init"), "al.final_init"))):
+        elsewhere = al_config.parent / f"elsewhere{n}.sqlite"
+        shutil.copy(raw["store"], elsewhere)
+        db = sqlite3.connect(elsewhere)
+        for run_id, text in db.execute("SELECT run_id, config FROM runs").fetchall():
+            config = json.loads(text)
+            change(config)
+            db.execute("UPDATE runs SET config=? WHERE run_id=?", (json.dumps(config), run_id))
+        db.commit()
+        db.close()
+        with pytest.raises(ConfigError, match=re.escape(key)):
+            write_report(replace(checked, ralis_store=elsewhere), ("disc", "box"))
+    with pytest.raises(ConfigError, match=r"ralis_strategy to one of \['entropy'\]"):
         write_report(replace(checked, ralis_strategy="ralis"), ("disc", "box"))
+    with pytest.raises(ConfigError, match="camvid_lowstart_ralis.yaml"):  # checked before any training
+        run_benchmark(replace(checked, ralis_store=al_config.parent / "missing.sqlite"), progress=False)
+    assert len(trainings) == 2 * (len(agnostic) + len(aware))
 
 
 def test_pred_quantity_counts_the_start_models_argmax_pixels(misical_yaml):

@@ -217,3 +217,12 @@ def test_handcrafted_sky_policy_ranks_top_row_cells_first():
     assert by_row[0] > by_row[3], by_row
     top = oneshot_topB(qnet, flat, torch.ones(len(flat), dtype=torch.bool), 20, cfg.episode_len)
     assert (top % (ROWS * COLS) < COLS).float().mean() > 0.5
+
+
+@pytest.mark.parametrize("hidden", [(128, 64), ()])
+def test_qnet_is_one_mlp_on_the_candidate_and_the_state_concatenated(hidden):
+    torch.manual_seed(0)
+    qnet = ClassQNet(6, hidden)
+    state, cand = torch.randn(3, 7), torch.randn(3, 5, 6)
+    joint = torch.cat([cand, state[:, None, :].expand(3, 5, 7)], -1)  # [phi(a); sigma] of every candidate
+    torch.testing.assert_close(qnet(state, cand), qnet.mlp(joint).squeeze(-1))

@@ -181,6 +181,8 @@ def run_selection(data: MisicalExperiment, store: RunStore, run_id: str, method:
 def run_benchmark(cfg: MisicalExperimentConfig, progress: bool = True,
                   data: MisicalExperiment | None = None) -> tuple[Path, Path, str]:
     """Every run of the protocol (finished ones skipped, seeds outermost), then the report beside the store."""
+    if cfg.ralis_store is not None:
+        ralis_evaluations(cfg)  # before hours of training, not at the report
     data = data or prepare_misical(cfg, progress)
     classes = benchmark_classes(cfg, data.class_names)
     sel = Selections(data, progress)
@@ -206,39 +208,53 @@ def run_benchmark(cfg: MisicalExperimentConfig, progress: bool = True,
     return write_report(cfg, classes)
 
 
-def ralis_evaluations(cfg: MisicalExperimentConfig, own: dict | None) -> list[dict]:
-    """The evaluations of the RALIS runs in ``cfg.ralis_store``, after checking that they share this experiment's
-    start model, pool, D_R, test and final training (``SHARED_KEYS`` and ``al.final_train`` of ``own``, a run
-    config of this benchmark's store).
+def ralis_evaluations(cfg: MisicalExperimentConfig) -> list[dict]:
+    """The evaluations of the RALIS runs in ``cfg.ralis_store`` (runs whose label is ``cfg.ralis_strategy``),
+    after checking that they share this experiment's evaluation: the start model, pool, D_R and test
+    (``SHARED_KEYS``), the final training and its inclusion of the start images, and its initial weights (the
+    start model: ``al.final_init: start_model``, which is this experiment's ``eval_init: dt_start``).
 
     Raises:
-        ConfigError: no such store, no RALIS run in it, or runs on another setting (the keys are named).
+        ConfigError: no such store, no such run in it, or runs evaluated otherwise (the keys are named).
     """
     path = Path(cfg.ralis_store)
+    remedy = ("run the low-start RALIS benchmark first (activeseg benchmark configs/camvid_lowstart_ralis.yaml) or "
+              "set ralis_store: null")
     if not path.is_file():
-        raise ConfigError(f"ralis_store {path} does not exist; run the low-start benchmark first (activeseg "
-                          f"benchmark configs/camvid_lowstart.yaml) or set ralis_store: null")
+        raise ConfigError(f"ralis_store {path} does not exist; {remedy}")
+    if cfg.eval_init != "dt_start":
+        raise ConfigError(f"ralis_store: RALIS runs are evaluated from the start model, this benchmark with eval_init "
+                          f"{cfg.eval_init!r}; set eval_init: dt_start or ralis_store: null")
     store = RunStore.open_existing(path)
     try:
         configs = store.run_configs()
+        labels = sorted({r["strategy"] for r in store.runs()})
         evals = [e for e in store.evaluations() if e["strategy"] == cfg.ralis_strategy]
     finally:
         store.close()
     if not evals:
-        raise ConfigError(f"ralis_store {path} holds no evaluated run of strategy {cfg.ralis_strategy!r}; set "
-                          f"ralis_strategy to one of {sorted({c.get('al', {}).get('strategy') for c in configs.values()} - {None})}")
-    if own is not None:
-        for run_id in sorted({e["run_id"] for e in evals}):
-            theirs = configs[run_id]
-            differ = [k for k in SHARED_KEYS if theirs.get(k) != own.get(k)]
-            if theirs["al"].get("final_train") != own["al"]["final_train"]:
-                differ.append("al.final_train")
-            if theirs["al"].get("final_include_start", False) != own["al"]["final_include_start"]:  # absent: False
-                differ.append("al.final_include_start")
-            if differ:
-                raise ConfigError(f"ralis_store {path}: run {run_id} differs from this benchmark in {differ}; "
-                                  "a cross-check needs the same start model, pool, D_R, test and final training")
+        raise ConfigError(f"ralis_store {path} holds no evaluated run labelled {cfg.ralis_strategy!r}; set "
+                          f"ralis_strategy to one of {labels}, or {remedy}")
+    own = selection_config(cfg, "random")  # the keys compared below do not depend on the method
+    for run_id in sorted({e["run_id"] for e in evals}):
+        theirs = configs[run_id]
+        differ = [k for k in SHARED_KEYS if theirs.get(k) != own.get(k)]
+        if theirs["al"].get("final_train") != own["al"]["final_train"]:
+            differ.append("al.final_train")
+        if theirs["al"].get("final_include_start", False) != own["al"]["final_include_start"]:  # absent: False
+            differ.append("al.final_include_start")
+        if theirs["al"].get("final_init", "al_model") != "start_model":  # absent: the default
+            differ.append("al.final_init (the RALIS runs' must be start_model)")
+        if differ:
+            raise ConfigError(f"ralis_store {path}: run {run_id} differs from this benchmark in {differ}; a "
+                              "cross-check needs the same start model, pool, D_R, test and final training")
     return evals
+
+
+def region_area(cfg: MisicalExperimentConfig) -> float | None:
+    """The pixels of one grid region at the working size, or None when the grid does not divide it evenly."""
+    H, W, rows, cols = cfg.data.height, cfg.data.width, cfg.region_rows, cfg.region_cols
+    return H * W / (rows * cols) if H % rows == 0 and W % cols == 0 else None
 
 
 def write_report(cfg: MisicalExperimentConfig, classes: tuple[str, ...]) -> tuple[Path, Path, str]:
@@ -246,7 +262,6 @@ def write_report(cfg: MisicalExperimentConfig, classes: tuple[str, ...]) -> tupl
     store = RunStore.open_existing(cfg.store)
     try:
         evals = store.evaluations()
-        configs = store.run_configs()
     finally:
         store.close()
     methods = tuple(m for m in ("random", "entropy", "pred_quantity") if m in cfg.baselines) + ("misical",)
@@ -261,8 +276,8 @@ def write_report(cfg: MisicalExperimentConfig, classes: tuple[str, ...]) -> tupl
               f"{' with the start images' if cfg.al.final_include_start else ''}, early stopping on {cfg.val_split}; "
               f"IoU on {cfg.test_split}."]
     crosscheck = None if cfg.ralis_store is None else ralis_crosscheck(
-        evals, ralis_evaluations(cfg, next(iter(configs.values()), None)), tuple(c for c in cfg.rare_classes if c in classes),
-        cfg.al.budgets, cfg.data.height * cfg.data.width / (cfg.region_rows * cfg.region_cols))
+        evals, ralis_evaluations(cfg), tuple(c for c in cfg.rare_classes if c in classes), cfg.al.budgets,
+        region_area(cfg))
     extra = [] if crosscheck is None else crosscheck_markdown(crosscheck, f"{cfg.ralis_store} ({cfg.ralis_strategy})")
     text = benchmark_markdown(result, header, costs, extra)
     out = Path(cfg.store).parent

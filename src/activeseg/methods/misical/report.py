@@ -266,10 +266,11 @@ def benchmark_markdown(result: dict, header: list[str], costs: list[str], extra:
 
 
 def ralis_crosscheck(evals: list[dict], ralis_evals: list[dict], rare: tuple[str, ...], budgets: tuple[int, ...],
-                     region_area: float) -> dict:
+                     region_area: float | None) -> dict:
     """Per budget and rare class: the class policy's test IoU_c against the RALIS runs' (one run per seed, scored
-    for every class), paired over the seeds both have (``compare``), and the class quantity Q_c each selected:
-    the policy's from its record, RALIS's from its labelled pixels of c / ``region_area``."""
+    for every class), paired over the seeds both have (``compare``), and the class quantity Q_c each selected,
+    mean over those same seeds: the policy's from its record, RALIS's from its labelled pixels of c /
+    ``region_area`` (None when the regions differ in area: then no RALIS Q_c)."""
     out: dict = {}
     for budget in budgets:
         policy_iou = per_class_values(evals, budget, "iou").get("misical", {})
@@ -277,17 +278,17 @@ def ralis_crosscheck(evals: list[dict], ralis_evals: list[dict], rare: tuple[str
         mine = [e for e in ralis_evals if e["split"] == "test" and e["budget"] == budget]
         ralis_iou = {c: {e["seed"]: e["iou"][c] for e in mine if e["iou"].get(c) is not None} for c in rare}
         ralis_q = {c: {e["seed"]: e["class_histogram"][list(e["iou"]).index(c)] / region_area
-                       for e in mine if e.get("class_histogram") and c in e["iou"]} for c in rare}
+                       for e in mine if region_area and e.get("class_histogram") and c in e["iou"]} for c in rare}
         comp = compare(policy_iou, ralis_iou, rare)
         out[budget] = {c: {**comp[c],
-                           "policy_quantity": _mean_or_none(policy_q.get(c, {}).values()),
-                           "ralis_quantity": _mean_or_none(ralis_q[c].values())} for c in rare}
+                           "policy_quantity": _mean_over(policy_q.get(c, {}), comp[c]["seeds"]),
+                           "ralis_quantity": _mean_over(ralis_q[c], comp[c]["seeds"])} for c in rare}
     return out
 
 
-def _mean_or_none(values) -> float | None:
-    values = list(values)
-    return sum(values) / len(values) if values else None
+def _mean_over(by_seed: dict[int, float], seeds: list[int]) -> float | None:
+    values = [by_seed[s] for s in seeds if s in by_seed]
+    return sum(values) / len(values) if len(values) == len(seeds) and values else None
 
 
 def crosscheck_markdown(result: dict, source: str) -> list[str]:
