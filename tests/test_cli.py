@@ -71,6 +71,11 @@ def test_active_learning_run_then_plot(tmp_path, al_config_cli):
     assert "| entropy |" in out and (tmp_path / "report" / "learning_curves.png").stat().st_size > 1000
     assert (tmp_path / "report" / "training_curves.png").stat().st_size > 1000
     assert "(n=1)" in (tmp_path / "report" / "results.md").read_text()
+    activeseg("run", "--config", al_config_cli, "--strategy", "random", "--seed", 3, "--quiet")
+    out = activeseg("plot", store, "--out", tmp_path / "report", "--against", "entropy").stdout
+    assert "Paired difference to random" in out and "Paired difference to entropy" in out
+    assert "| random | " in out.split("Paired difference to entropy")[1]  # random - entropy, one seed
+    _user_error(activeseg("plot", store, "--against", "bald", check=False), "--against bald", "entropy', 'random")
     evals = json.loads((tmp_path / "report" / "evaluations.json").read_text())
     assert {(e["budget"], e["split"]) for e in evals} == {(8, "val"), (8, "test"), (16, "val"), (16, "test")}
 

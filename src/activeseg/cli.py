@@ -216,9 +216,11 @@ def benchmark(
 def plot(
     store: Path = typer.Argument(..., help="store.sqlite of `activeseg run` or `activeseg benchmark`."),
     out: Optional[Path] = typer.Option(None, help="Output folder (default: beside the store)."),
+    against: Optional[list[str]] = typer.Option(None, "--against", help="Also tabulate paired differences to this "
+                                                "strategy (besides random); repeat for several."),
 ) -> None:
     """Learning curves (mIoU vs labelled regions, mean ± std over seeds) as PNG, and a markdown table."""
-    png, md, table = commands.run_plot(store, out)
+    png, md, table = commands.run_plot(store, out, tuple(against or ()))
     typer.echo(table)
     typer.echo(f"plot: {png}\ntable: {md}")
 

@@ -333,16 +333,24 @@ def run_deal_show(checkpoint: Path, out: Path, split: str = "val", images: int =
     return show_difficulty(checkpoint, out, split, images, dataset, data_root, device_name)
 
 
-def run_plot(store: Path, out_dir: Path | None = None) -> tuple[Path, Path, str]:
-    """Learning-curve PNG and markdown table of a store; returns their paths and the table."""
-    RunStore.open_existing(store).close()
+def run_plot(store: Path, out_dir: Path | None = None, against: tuple[str, ...] = ()) -> tuple[Path, Path, str]:
+    """Learning-curve PNG and markdown table of a store (with paired differences to random and to each strategy
+    of ``against``); returns their paths and the table."""
+    db = RunStore.open_existing(store)
+    try:
+        labels = {r["strategy"] for r in db.runs()}
+    finally:
+        db.close()
+    unknown = [a for a in against if a not in labels]
+    if unknown:
+        raise ConfigError(f"--against {unknown[0]}: no run of that strategy in {store}; use one of {sorted(labels)}")
     out_dir = out_dir or Path(store).parent
     paths.output_dir(out_dir, "--out")
     out_dir.mkdir(parents=True, exist_ok=True)
     png = plot_curves(Path(store), out_dir / "learning_curves.png")
     plot_paired(Path(store), out_dir / "paired_differences.png")
     plot_training(Path(store), out_dir / "training_curves.png")
-    table = markdown_table(Path(store))
+    table = markdown_table(Path(store), against=tuple(against))
     md = out_dir / "results.md"
     md.write_text(table)
     store_db = RunStore.open_existing(Path(store))

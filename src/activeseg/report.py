@@ -277,7 +277,7 @@ def _save_budget_plot(fig: plt.Figure, ax: plt.Axes, out_png: Path, ylabel: str,
     return out_png
 
 
-def markdown_table(store_path: Path, split: str = "test") -> str:
+def markdown_table(store_path: Path, split: str = "test", against: tuple[str, ...] = ()) -> str:
     """Mean ± std mIoU per strategy and budget, the bounds, per-class IoU at the largest budget, the
     class entropy of labelled pixels, and mean seconds per step."""
     unit = budget_unit(store_path)[0]
@@ -312,9 +312,10 @@ def markdown_table(store_path: Path, split: str = "test") -> str:
         if bound in data:
             budget, values = next(iter(data[bound].items()))
             lines.append(f"\n{bound.replace('_', ' ')} ({budget} {unit} labelled): {100 * values[0]:.1f}")
-    paired = paired_table(evals, split)
-    if paired:
-        lines += [""] + paired
+    for baseline in (BASELINE, *against):  # paired differences to random, then to each strategy asked for
+        paired = paired_table(evals, split, baseline)
+        if paired:
+            lines += [""] + paired
     means = {s: {b: _mean_std(xs)[0] for b, xs in data[s].items()} for s in strategies}
     if len(strategies) > 1 and budgets:
         lines += ["", f"{unit.capitalize()} each strategy needs to reach the best other strategy's mean {split} "
