@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -116,18 +117,19 @@ def crop_answer_to_image(
 
 @dataclass(frozen=True)
 class ImportPolicy:
-    """How answers become labels (spec §2)."""
+    """How answers become labels (spec §2). A project's ``imports`` settings extend it."""
 
     keep_outside_box: bool = False
-    """Keep answers outside the query box in labels/ (bonus labels, not in the bitmap)."""
-    unpainted_policy: str = "unlabelled"
-    """Unpainted pixels inside an answered box: unlabelled (stay 255), void, or reject the query."""
+    """Keep answers outside the query box as bonus labels (never marked as labelled regions)."""
+    unpainted_policy: Literal["unlabelled", "void", "reject"] = "unlabelled"
+    """Unpainted pixels inside an answered box: stay unlabelled, become void, or reject the query when
+    coverage < min_coverage."""
     min_coverage: float = 0.95
     """Painted fraction of the box below which a query is rejected (reject) or a warning logged."""
-    overlap_policy: str = "ignore"
-    """Pixels painted with different labels: ignore (-> 255) or last_wins (used by the parsers)."""
+    overlap_policy: Literal["ignore", "last_wins"] = "ignore"
+    """Pixels painted with two classes: ignore them (unlabelled) or keep the last layer's class."""
     overwrite: bool = False
-    """Replace already labelled pixels with the new answer."""
+    """Replace already labelled pixels with a new answer."""
 
     def __post_init__(self) -> None:
         if self.unpainted_policy not in _UNPAINTED_POLICIES:

@@ -13,6 +13,7 @@ from typing import Literal
 from activeseg.al.loop import ALConfig
 from activeseg.config import DataConfig, Positive
 from activeseg.errors import ConfigError
+from activeseg.formats.crops import ImportPolicy
 from activeseg.models.segmenter import ModelConfig
 from activeseg.pipeline import default_cache_dir
 from activeseg.train.trainer import TrainConfig
@@ -47,19 +48,9 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
-class ImportConfig:
-    """How answers become labels (spec formats.md §2)."""
+class ImportConfig(ImportPolicy):
+    """How answers become labels (spec formats.md §2): the import contract's policy, and how brushes are read."""
 
-    keep_outside_box: bool = False
-    """Keep answers outside the query box as bonus labels (never marked as labelled regions)."""
-    unpainted_policy: Literal["unlabelled", "void", "reject"] = "unlabelled"
-    """Unpainted pixels inside an answered box: stay unlabelled, become void, or reject the query when
-    coverage < min_coverage."""
-    min_coverage: float = 0.95
-    overlap_policy: Literal["ignore", "last_wins"] = "ignore"
-    """Pixels painted with two classes: ignore them (unlabelled) or keep the last layer's class."""
-    overwrite: bool = False
-    """Replace already labelled pixels with a new answer."""
     alpha_threshold: int = 1
     """Label Studio brush pixels with at least this alpha count as painted."""
 

@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -34,7 +34,7 @@ from activeseg.formats.common import (
     read_zip_entry,
     value_of,
 )
-from activeseg.formats.crops import CropSpec, ImportPolicy, MergeResult, crop_answer_to_image, merge_answer
+from activeseg.formats.crops import CropSpec, MergeResult, crop_answer_to_image, merge_answer
 from activeseg.formats.cvat import parse_cvat_xml, read_segmask_zip
 from activeseg.formats.labelstudio import parse_export
 from activeseg.config import to_dict
@@ -258,7 +258,6 @@ def import_labels(project: Project, path: Path, fmt: str | None = None, policy: 
     policy = policy or project.cfg.imports
     answers = read_answers(path, fmt, project, policy, _expected_sizes(project, project.store.queries()))
     digest = _digest(path)
-    merge_policy = ImportPolicy(**{f.name: getattr(policy, f.name) for f in fields(ImportPolicy)})
     C = project.num_classes
     store = project.store
     with project.lock():
@@ -288,7 +287,7 @@ def import_labels(project: Project, path: Path, fmt: str | None = None, policy: 
                     W, H = q["image_width"], q["image_height"]
                     work[image_id] = maps if maps is not None else (np.full((H, W), UNLABELLED, np.uint8),
                                                                     np.zeros((H, W), np.uint8))
-                res: MergeResult = merge_answer(*work[image_id], full, box, C, merge_policy, item=item)
+                res: MergeResult = merge_answer(*work[image_id], full, box, C, policy, item=item)
                 report = {"query_id": qid, "status": res.status, "coverage": round(res.coverage, 4),
                           "unpainted": res.unpainted, "outside_box": res.outside, "conflicts": answer.conflicts,
                           "notes": res.notes}
