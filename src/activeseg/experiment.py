@@ -181,9 +181,14 @@ def check(cfg: ExperimentConfig, strategies: tuple[str, ...] | None = None) -> I
     paths.store_file(cfg.store)
     check_store_unit(cfg)
     paths.output_dir(cfg.cache_dir, "cache_dir / --cache-dir")
+    R = cfg.region_rows * cfg.region_cols
     for name in cfg.strategies if strategies is None else strategies:
-        check_method(name, cfg.al.agent)
+        method = check_method(name, cfg.al.agent)
         replace(cfg.al, strategy=name)  # the run's own checks (e.g. the protocol's)
+        if method.whole_images and not cfg.original_protocol and cfg.al.regions_per_step != R:
+            raise ConfigError(f"{name} labels one whole image per step, but al.regions_per_step is "
+                              f"{cfg.al.regions_per_step} and an image has {R} regions (region_rows x "
+                              f"region_cols); set al.regions_per_step: {R}")
     ddir = resolve_dataset_dir(cfg.data.dataset, cfg.data.data_root)
     for key in ("split", "val_split", "test_split"):
         split = getattr(cfg, key)

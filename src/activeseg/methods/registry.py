@@ -29,6 +29,8 @@ class Method:
         options: the ``ALConfig`` section the method reads (recorded in full with its runs), or None.
         ranks_images: the policy also scores whole images (``image_scores(ctx, images) -> [M]``), as the
             image-level protocol (``al.deal.protocol: deal_original``) needs.
+        whole_images: each step labels one whole image (the step's regions are that image's), so a run
+            needs ``al.regions_per_step`` equal to the regions of an image.
         check: validates the run's options when its ``ALConfig`` is built, before any data is read (e.g. that
             a trained policy file is given and exists); raises ``ConfigError`` naming the remedy. None: nothing.
     """
@@ -41,6 +43,7 @@ class Method:
     heads: Callable[["ALConfig", int], dict[str, dict]] | None = None
     options: str | None = None
     ranks_images: bool = False
+    whole_images: bool = False
     check: Callable[["ALConfig"], None] | None = None
 
 

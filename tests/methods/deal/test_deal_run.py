@@ -6,10 +6,12 @@ import subprocess
 import sys
 from dataclasses import replace
 
+import pytest
 import yaml
 
 from activeseg.commands import load_experiment
-from activeseg.experiment import prepare, run_config, run_one
+from activeseg.errors import ConfigError
+from activeseg.experiment import check, prepare, run_config, run_one
 from activeseg.store import RunStore
 
 
@@ -58,6 +60,11 @@ def test_deal_image_unit_labels_one_whole_image_per_step(al_config):
     images = [{g // 8 for g in s["selected"]} for s in steps]
     assert all(len(i) == 1 for i in images) and len(set.union(*images)) == 3
     assert all(sorted(g % 8 for g in s["selected"]) == list(range(8)) for s in steps)
+    # fewer regions per step than an image has would label parts of images: refused before anything runs
+    with pytest.raises(ConfigError, match=r"deal_ds_image labels one whole image per step.*al.regions_per_step: 8"):
+        check(cfg, ("deal_ds_image",))  # the fixture's al.regions_per_step is 4
+    check(replace(cfg, al=replace(cfg.al, regions_per_step=8)), ("deal_ds_image",))
+    check(cfg, ("deal_ds", "entropy"))  # region strategies take any number per step
 
 
 def _cli(*args):

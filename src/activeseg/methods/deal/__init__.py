@@ -25,6 +25,6 @@ for _score in ("de", "ds"):
     register(Method(f"deal_{_score}", lambda cfg, s=_score: DealRegionPolicy(s, cfg.deal),
                     heads=difficulty_heads, options="deal"))
     register(Method(f"deal_{_score}_image", lambda cfg, s=_score: DealImagePolicy(s, cfg.deal),
-                    heads=difficulty_heads, options="deal", ranks_images=True))
+                    heads=difficulty_heads, options="deal", ranks_images=True, whole_images=True))
 
 __all__ = ["DealConfig", "DealImagePolicy", "DealRegionPolicy"]
