@@ -169,3 +169,21 @@ def test_two_imports_at_once(tmp_path, exported):
     assert sorted(other.store.labelled_images()) == sorted(project.store.labelled_images())
     for image_id in project.store.labelled_images():
         assert all((x == y).all() for x, y in zip(project.store.label_maps(image_id), other.store.label_maps(image_id)))
+
+
+def test_round_random_states_of_older_projects_still_restore():
+    import io
+
+    from activeseg.project.session import restore_rng, rng_blob
+
+    generator = torch.Generator().manual_seed(3)
+    torch.manual_seed(4)
+    blob = rng_blob(generator)
+    expected = (torch.rand(3, generator=generator), torch.rand(3))
+    old = io.BytesIO()  # what projects stored before the global stream's key became torch_rng
+    torch.manual_seed(4)
+    torch.save({"generator": torch.Generator().manual_seed(3).get_state(), "torch": torch.get_rng_state()}, old)
+    for stored in (blob, old.getvalue()):
+        torch.manual_seed(99)  # restoring must bring both streams back
+        restored = restore_rng(stored)
+        assert torch.equal(torch.rand(3, generator=restored), expected[0]) and torch.equal(torch.rand(3), expected[1])

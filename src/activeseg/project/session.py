@@ -46,9 +46,13 @@ def rng_blob(generator: torch.Generator) -> bytes:
 
 
 def restore_rng(blob: bytes) -> torch.Generator:
-    """A generator (and the global torch stream) set back to the state of ``rng_blob``."""
+    """A generator (and the global torch stream) set back to the state of ``rng_blob``, including the blobs
+    of projects written before ``random_state`` named the global stream ``torch_rng`` (it was ``torch``)."""
+    states = torch.load(io.BytesIO(blob), weights_only=True)
+    if "torch" in states:
+        states = {"generator": states["generator"], "torch_rng": states["torch"]}
     generator = torch.Generator()
-    restore_random_state(torch.load(io.BytesIO(blob), weights_only=True), generator)
+    restore_random_state(states, generator)
     return generator
 
 
