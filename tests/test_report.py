@@ -110,7 +110,8 @@ def test_training_curves_plot_counts_evaluations_without_a_curve(tmp_path):
     store.close()
     png.write_bytes(b"stale")
     assert plot_training(path, png) is None and not png.exists()  # no curve at all: no picture, the old one gone
-    history = [{"epoch": -1, "loss": None, "val_miou": 0.4, "lr": None}, {"epoch": 0, "loss": 1.2, "val_miou": 0.5, "lr": 1e-3}]
+    history = [{"epoch": -1, "loss": None, "val_miou": 0.4, "lr": None},
+               {"epoch": 0, "loss": 1.2, "val_miou": 0.5, "lr": 1e-3}]
     store = RunStore(path)
     store.record_evaluation("random-s1", 16, "test", 16, metrics, None, 1, 1.0, history=history)
     assert store.training_curves() == [{"run_id": "random-s1", "strategy": "random", "seed": 1, "budget": 16,

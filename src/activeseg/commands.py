@@ -339,6 +339,7 @@ def run_plot(store: Path, out_dir: Path | None = None, against: tuple[str, ...] 
     db = RunStore.open_existing(store)
     try:
         labels = {r["strategy"] for r in db.runs()}
+        evaluations = db.evaluations()  # every evaluation of every run, for tracing the tables to runs and seeds
     finally:
         db.close()
     unknown = [a for a in against if a not in labels]
@@ -353,11 +354,7 @@ def run_plot(store: Path, out_dir: Path | None = None, against: tuple[str, ...] 
     table = markdown_table(Path(store), against=tuple(against))
     md = out_dir / "results.md"
     md.write_text(table)
-    store_db = RunStore.open_existing(Path(store))
-    try:  # every evaluation of every run, for tracing the tables back to runs and seeds
-        (out_dir / "evaluations.json").write_text(json.dumps(store_db.evaluations(), indent=0))
-    finally:
-        store_db.close()
+    (out_dir / "evaluations.json").write_text(json.dumps(evaluations, indent=0))
     return png, md, table
 
 

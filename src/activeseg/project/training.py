@@ -76,7 +76,8 @@ def train_project(session: Session, progress: bool = True) -> dict:
     save_checkpoint(project.dir / rel, model, cfg.model, project.classes, cfg.data.size,
                     {"metrics": metrics, "project": project.project_id})
     with store.transaction() as cur:
-        ProjectStore.register_model(cur, version, "trained", last_round, labelled, rel, metrics, time.perf_counter() - t)
+        ProjectStore.register_model(cur, version, "trained", last_round, labelled, rel, metrics,
+                                    time.perf_counter() - t)
     partial.unlink(missing_ok=True)
     val = metrics.get("val", {}).get("miou")
     log.info("%s: trained on %d regions (from %s)%s", version, labelled,

@@ -60,10 +60,10 @@ def test_update_on_all_terminal_batch_fits_rewards():
 
 def test_gamma_zero_targets_are_the_rewards_without_a_next_state_pass():
     torch.manual_seed(0)
-    policy, target = QueryNetwork(state_regions=4, phi_dim=6, kl_dim=2), QueryNetwork(state_regions=4, phi_dim=6, kl_dim=2)
+    policy, target = (QueryNetwork(state_regions=4, phi_dim=6, kl_dim=2) for _ in range(2))
     opt = torch.optim.SGD(policy.parameters(), lr=0.0)
-    batch = [Transition(torch.randn(4, 6), torch.randn(3, 8), i % 3, 0.5 * i, torch.randn(4, 6), torch.randn(3, 8), False)
-             for i in range(8)]
+    batch = [Transition(torch.randn(4, 6), torch.randn(3, 8), i % 3, 0.5 * i, torch.randn(4, 6), torch.randn(3, 8),
+                        False) for i in range(8)]
     calls = []
     target.register_forward_hook(lambda *_: calls.append("target"))
     stats = dqn_update(policy, target, opt, batch, gamma=0.0)

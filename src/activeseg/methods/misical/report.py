@@ -298,7 +298,8 @@ def crosscheck_markdown(result: dict, source: str) -> list[str]:
                   f"RALIS runs of {source} (same start model, pool, D_R and test; one run per seed, scored for every "
                   "class) against each class's policy, paired over the seeds both ran. Q_c: the class quantity "
                   "of the selected set (region-equivalents).", "",
-                  "| class | policy IoU_c (%) | RALIS IoU_c (%) | policy - RALIS (points) | seeds | policy Q_c | RALIS Q_c |",
+                  "| class | policy IoU_c (%) | RALIS IoU_c (%) | policy - RALIS (points) | seeds | policy Q_c "
+                  "| RALIS Q_c |",
                   "|---|---|---|---|---|---|---|"]
         for c, r in rows.items():
             if r["win"] is None:
