@@ -1,11 +1,17 @@
-"""Every kind of strategy in a project: DEAL (a model with a difficulty head) and RALIS (a trained agent
-and a state set set aside from the pool)."""
+"""Every kind of strategy in a project: DEAL (a model with a difficulty head), RALIS (a trained agent
+and a state set set aside from the pool), RIPU's grid score and a MiSiCAL class policy."""
 
 from __future__ import annotations
 
+import pytest
+import torch
 import yaml
 
 from activeseg.config import from_dict
+from activeseg.errors import ConfigError
+from activeseg.methods.misical.config import MisicalConfig
+from activeseg.methods.misical.embeddings import model_fingerprint, region_embeddings
+from activeseg.methods.misical.policy import ClassQNet, save_policy
 from activeseg.methods.ralis.agent import AgentConfig, train_agent
 from activeseg.project.query import run_query
 from activeseg.project.session import load_session
@@ -53,3 +59,22 @@ def test_ripu_grid_project_query(tmp_path, project_inputs):
     out = run_query(load_session(project, progress=False), "ripu_grid", 4)
     assert out["strategy"] == "ripu_grid" and out["queries"] == 4
     assert all(q["strategy"] == "ripu_grid" and q["score"] is not None for q in project.store.queries().values())
+
+
+def test_misical_project_query_reads_a_policy_of_the_projects_start_model(tmp_path, project_inputs):
+    p = project_inputs
+    project = Project.init(tmp_path / "misical", p["images"], p["classes"], p["labels"], p["val"], p["config"])
+    session = load_session(project, progress=False)
+    torch.manual_seed(0)
+    dim = region_embeddings("seg_start", session.pool.features, project.grid, session.start_model).shape[-1]
+    qnet = ClassQNet(dim)
+    policy = tmp_path / "policy.pt"
+    save_policy(policy, qnet, MisicalConfig(target_class="disc", episode_len=8, pool_size=8),
+                {"seed": 0, "history": [], "embedding_model": model_fingerprint("seg_start", session.start_model)})
+    with pytest.raises(ConfigError, match="fixes the class"):
+        run_query(session, "misical", 4, target_class="box", policy=policy)
+    out = run_query(session, "misical", 4, target_class="disc", policy=policy)
+    assert out["strategy"] == "misical" and out["queries"] == 4
+    queries = list(project.store.queries().values())
+    assert len(queries) == 4  # query ids name the image and the box: four distinct regions
+    assert all(q["strategy"] == "misical" and q["score"] is not None for q in queries)
