@@ -3,6 +3,7 @@ import math
 from activeseg.report import (
     _mean_std,
     class_entropy,
+    curve_differences,
     curves,
     paired_differences,
     paired_table,
@@ -68,7 +69,27 @@ def test_paired_differences_on_a_hand_made_table():
     assert "| entropy | +2.0 [-0.5, +4.5] (n=3) |" in lines  # the interval covers 0: no star
     tight = [_ev("random", 8, s, 0.4) for s in (1, 2, 3)] + [_ev("entropy", 8, s, 0.42 + d)
                                                             for s, d in ((1, 0.0), (2, 0.001), (3, -0.001))]
-    assert "| entropy | +2.0 [+1.8, +2.2] (n=3)* |" in paired_table(tight)
+    assert "| entropy | +2.0 [+1.8, +2.2] (n=3)* |" in paired_table(tight)  # one budget: no curve mean
+
+
+def test_curve_differences_average_each_seeds_curve_first():
+    # entropy - random per seed: seed 1 (+0.01, +0.03) -> 0.02, seed 2 (+0.02, +0.04) -> 0.03,
+    # seed 3 (0, +0.02) -> 0.01: mean 0.02, sd 0.01; seed 4 lacks budget 16 (in progress): left out
+    rand = {1: (0.40, 0.50), 2: (0.45, 0.55), 3: (0.42, 0.52), 4: (0.40, None)}
+    gain = {1: (0.01, 0.03), 2: (0.02, 0.04), 3: (0.0, 0.02), 4: (0.5, None)}
+    evals = []
+    for seed, (r8, r16) in rand.items():
+        evals += [_ev("random", 8, seed, r8), _ev("entropy", 8, seed, r8 + gain[seed][0])]
+        if r16 is not None:
+            evals += [_ev("random", 16, seed, r16), _ev("entropy", 16, seed, r16 + gain[seed][1])]
+    c = curve_differences(evals)["entropy"]
+    half = 4.302653 * 0.01 / math.sqrt(3)
+    assert c["n"] == 3 and c["budgets"] == 2 and math.isclose(c["mean"], 0.02, abs_tol=1e-12)
+    assert math.isclose(c["low"], 0.02 - half, rel_tol=1e-5) and math.isclose(c["high"], 0.02 + half, rel_tol=1e-5)
+    lines = paired_table(evals)
+    assert lines[2] == "| strategy | 8 | 16 | curve mean |"
+    assert lines[4].endswith("| +2.0 [-0.5, +4.5] (n=3) |")
+    assert curve_differences([e for e in evals if e["budget"] == 8]) == {}  # one budget: nothing to average
 
 
 def test_budget_unit_and_a_store_mixing_units(tmp_path):

@@ -66,6 +66,29 @@ def paired_differences(evals: list[dict], baseline: str = BASELINE, split: str =
     return dict(out)
 
 
+def curve_differences(evals: list[dict], baseline: str = BASELINE, split: str = "test",
+                      level: float = 0.95) -> dict[str, dict]:
+    """strategy -> mean, interval and n of the paired difference of whole curves: per seed, the mean of
+    (strategy - baseline) over every budget the pair ran (an area under the curve, per budget), then Student's
+    t over the seeds. Seeds missing a budget that another seed of the pair has are left out (a run in
+    progress); strategies paired at fewer than two budgets are not reported."""
+    by = {(e["strategy"], e["budget"], e["seed"]): e["miou"] for e in evals if e["split"] == split}
+    per_seed: dict[str, dict[int, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    for (strategy, budget, seed), v in by.items():
+        if strategy not in BOUNDS and strategy != baseline and (baseline, budget, seed) in by:
+            per_seed[strategy][seed][budget] = v - by[(baseline, budget, seed)]
+    out = {}
+    for strategy, seeds in sorted(per_seed.items()):
+        budgets = set().union(*(set(d) for d in seeds.values()))
+        diffs = [sum(d.values()) / len(d) for d in seeds.values() if set(d) == budgets]
+        if len(budgets) < 2 or not diffs:
+            continue
+        mean, low, high = t_interval(diffs, level)
+        out[strategy] = {"diffs": diffs, "mean": mean, "low": low, "high": high, "n": len(diffs),
+                         "budgets": len(budgets)}
+    return out
+
+
 def _signed(v: float) -> str:
     return "nan" if math.isnan(v) else f"{100 * v:+.1f}"
 
@@ -76,23 +99,28 @@ def paired_table(evals: list[dict], split: str = "test", baseline: str = BASELIN
     if not diffs:
         return []
     budgets = sorted({b for d in diffs.values() for b in d})
+    curve = curve_differences(evals, baseline, split)
+    header = [str(b) for b in budgets] + (["curve mean"] if curve else [])
     lines = [f"Paired difference to {baseline} ({split} mIoU points, same seeds): mean [95 % t-interval] (n); "
-             "* = interval above 0", "",
-             "| strategy | " + " | ".join(str(b) for b in budgets) + " |", "|---" * (len(budgets) + 1) + "|"]
+             "* = interval above 0" + ("; curve mean: per seed, the mean difference over all budgets, then the "
+                                       "interval over seeds" if curve else ""), "",
+             "| strategy | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
     for s, per_budget in sorted(diffs.items()):
-        cells = []
-        for b in budgets:
-            c = per_budget.get(b)
-            if c is None:
-                cells.append("-")
-                continue
-            if c["n"] < 2:  # one seed: a difference, but no interval to put around it
-                cells.append(f"{_signed(c['mean'])} (n=1, no interval)")
-                continue
-            star = "*" if c["low"] > 0 else ""
-            cells.append(f"{_signed(c['mean'])} [{_signed(c['low'])}, {_signed(c['high'])}] (n={c['n']}){star}")
+        cells = [_cell(per_budget.get(b)) for b in budgets]
+        if curve:
+            cells.append(_cell(curve.get(s)))
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _cell(c: dict | None) -> str:
+    """A paired-difference cell: mean [interval] (n), starred when the interval is above 0."""
+    if c is None:
+        return "-"
+    if c["n"] < 2:  # one seed: a difference, but no interval to put around it
+        return f"{_signed(c['mean'])} (n=1, no interval)"
+    star = "*" if c["low"] > 0 else ""
+    return f"{_signed(c['mean'])} [{_signed(c['low'])}, {_signed(c['high'])}] (n={c['n']}){star}"
 
 
 def plot_paired(store_path: Path, out_png: Path, split: str = "test", baseline: str = BASELINE) -> Path | None:
