@@ -88,7 +88,7 @@ def test_curve_differences_average_each_seeds_curve_first():
     assert math.isclose(c["low"], 0.02 - half, rel_tol=1e-5) and math.isclose(c["high"], 0.02 + half, rel_tol=1e-5)
     lines = paired_table(evals)
     assert lines[2] == "| strategy | 8 | 16 | curve mean |"
-    assert lines[4].endswith("| +2.0 [-0.5, +4.5] (n=3) |")
+    assert lines[4].endswith("| +2.0 [-0.5, +4.5] (n=3, 2 budgets) |")
     assert curve_differences([e for e in evals if e["budget"] == 8]) == {}  # one budget: nothing to average
 
 

@@ -69,8 +69,8 @@ def paired_differences(evals: list[dict], baseline: str = BASELINE, split: str =
 def curve_differences(evals: list[dict], baseline: str = BASELINE, split: str = "test",
                       level: float = 0.95) -> dict[str, dict]:
     """strategy -> mean, interval and n of the paired difference of whole curves: per seed, the mean of
-    (strategy - baseline) over every budget the pair ran (an area under the curve, per budget), then Student's
-    t over the seeds. Seeds missing a budget that another seed of the pair has are left out (a run in
+    (strategy - baseline) over every budget the pair ran (with evenly spaced budgets: the area between the
+    curves over its width), then Student's t over the seeds. Seeds missing a budget that another seed of the pair has are left out (a run in
     progress); strategies paired at fewer than two budgets are not reported."""
     by = {(e["strategy"], e["budget"], e["seed"]): e["miou"] for e in evals if e["split"] == split}
     per_seed: dict[str, dict[int, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
@@ -108,19 +108,20 @@ def paired_table(evals: list[dict], split: str = "test", baseline: str = BASELIN
     for s, per_budget in sorted(diffs.items()):
         cells = [_cell(per_budget.get(b)) for b in budgets]
         if curve:
-            cells.append(_cell(curve.get(s)))
+            c = curve.get(s)
+            cells.append(_cell(c, f", {c['budgets']} budgets" if c else ""))
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     return lines
 
 
-def _cell(c: dict | None) -> str:
-    """A paired-difference cell: mean [interval] (n), starred when the interval is above 0."""
+def _cell(c: dict | None, note: str = "") -> str:
+    """A paired-difference cell: mean [interval] (n``note``), starred when the interval is above 0."""
     if c is None:
         return "-"
     if c["n"] < 2:  # one seed: a difference, but no interval to put around it
-        return f"{_signed(c['mean'])} (n=1, no interval)"
+        return f"{_signed(c['mean'])} (n=1{note}, no interval)"
     star = "*" if c["low"] > 0 else ""
-    return f"{_signed(c['mean'])} [{_signed(c['low'])}, {_signed(c['high'])}] (n={c['n']}){star}"
+    return f"{_signed(c['mean'])} [{_signed(c['low'])}, {_signed(c['high'])}] (n={c['n']}{note}){star}"
 
 
 def plot_paired(store_path: Path, out_png: Path, split: str = "test", baseline: str = BASELINE) -> Path | None:
