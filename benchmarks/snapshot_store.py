@@ -3,7 +3,9 @@
 A benchmark grid takes longer than one working session, and `runs/` is not versioned. This script
 writes a consistent copy of a live store (SQLite's online backup: safe while a benchmark writes to it)
 without the resume checkpoints of finished runs, which nothing reads again, then compacts it. Runs
-still in progress keep their checkpoint, so a later session resumes them at their last step:
+still in progress keep their checkpoint, so a later session resumes them at their last step; with
+``--finished-only`` they are left out whole (a later session runs them again from the start), for stores
+whose checkpoints are large (a RIPU run's model and optimiser: about 20 MB):
 
     python benchmarks/snapshot_store.py runs/camvid_lowstart/store.sqlite docs/camvid_lowstart/store.sqlite
     # later, on a fresh checkout: put the copy back, and the grid continues where it stopped
@@ -18,8 +20,13 @@ import sys
 from pathlib import Path
 
 
-def snapshot(src: Path, dst: Path) -> dict:
-    """Writes the copy atomically (``dst`` is replaced only once complete); returns counts."""
+#: Tables whose rows belong to one run (column ``run_id``); ``runs`` is the last to lose a run's row.
+RUN_TABLES = ("checkpoints", "steps", "evaluations", "evaluation_extras", "training_curves", "runs")
+
+
+def snapshot(src: Path, dst: Path, finished_only: bool = False) -> dict:
+    """Writes the copy atomically (``dst`` is replaced only once complete); returns counts.
+    ``finished_only``: runs not done are left out with every row of theirs."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".tmp")
     tmp.unlink(missing_ok=True)
@@ -30,6 +37,12 @@ def snapshot(src: Path, dst: Path) -> dict:
         copy.execute("PRAGMA journal_mode=DELETE")
         dropped = copy.execute("DELETE FROM checkpoints WHERE run_id IN "
                                "(SELECT run_id FROM runs WHERE status = 'done')").rowcount
+        left_out = 0
+        if finished_only:
+            tables = {name for (name,) in copy.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            left_out = copy.execute("SELECT COUNT(*) FROM runs WHERE status != 'done'").fetchone()[0]
+            for table in (t for t in RUN_TABLES if t in tables):
+                copy.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM runs WHERE status != 'done')")
         # a copy is never live: no process owns its runs
         copy.execute("UPDATE runs SET owner = NULL")
         copy.execute("VACUUM")
@@ -37,7 +50,7 @@ def snapshot(src: Path, dst: Path) -> dict:
     finally:
         copy.close()
     tmp.replace(dst)
-    return {"runs": counts, "checkpoints_dropped": dropped, "bytes": dst.stat().st_size}
+    return {"runs": counts, "checkpoints_dropped": dropped, "runs_left_out": left_out, "bytes": dst.stat().st_size}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dst", type=Path, help="where the copy goes")
     parser.add_argument("--restore", action="store_true",
                         help="copy a committed snapshot back to a run folder (refuses to replace a store)")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="leave out the runs in progress (they start over after a restore)")
     args = parser.parse_args(argv)
     if not args.src.is_file():
         print(f"error: {args.src} not found; pass an existing store.sqlite", file=sys.stderr)
@@ -54,9 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.dst} exists; a store is never overwritten by a snapshot (move it away first)",
               file=sys.stderr)
         return 2
-    info = snapshot(args.src, args.dst)
+    info = snapshot(args.src, args.dst, args.finished_only)
     print(f"{args.dst}: {info['bytes'] / 1e6:.1f} MB, runs {info['runs']}, "
-          f"{info['checkpoints_dropped']} finished runs' checkpoints left out")
+          f"{info['checkpoints_dropped']} finished runs' checkpoints left out"
+          + (f", {info['runs_left_out']} runs in progress left out" if args.finished_only else ""))
     return 0
 
 
