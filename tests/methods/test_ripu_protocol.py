@@ -3,7 +3,6 @@ stems follow CamVid's sequence prefixes (day source, dusk target)."""
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -221,6 +220,11 @@ def test_cli_run_report_and_show(domain_dir, tmp_path):
 
     out = cli("run", preset, "--quiet")
     assert "| ripu_ra | 2 |" in out and "| target_full | 2 |" in out and "− source_only" in out
+    rows = {}  # the first table's row of each run (the mIoU and labelled-target table)
+    for line in out.splitlines():
+        if line.startswith("| "):
+            rows.setdefault(line.split(" | ")[0][2:], line.split(" | "))
+    assert rows["ripu_ra"][5].endswith(" squares") and rows["target_full"][5] == "-"  # units: the references query none
     for name in ("results.md", "miou.png", "training_curves.png"):
         assert (tmp_path / "runs" / name).stat().st_size > 0
     assert "Per-class IoU" in cli("report", tmp_path / "runs" / "store.sqlite", "--out", tmp_path / "rep")

@@ -90,10 +90,11 @@ def markdown(store_path: Path) -> str:
         x = [r["extra"] for r in rows]
         units = _mean([e["units"] for e in x])
         unit = x[0]["unit"] if units else ""
+        units_cell = f"{units:,.0f} {unit}{'s' if units != 1 else ''}" if unit else "-"  # references query nothing
         rounds = [s for e in x for s in e["seconds_per_round"]]
         lines.append(f"| {_label(v)} | {len(rows)} | {_pm([r['miou'] for r in rows])} | "
                      f"{_mean([e['labelled_pixels'] for e in x]):,.0f} | {100 * _mean([e['pixel_share'] for e in x]):.2f} % | "
-                     f"{units:,.0f} {unit}{'s' if units != 1 and unit else ''} | {_mean([e['images_touched'] for e in x]):.0f} | "
+                     f"{units_cell} | {_mean([e['images_touched'] for e in x]):.0f} | "
                      f"{_mean([e['seconds_per_iteration'] for e in x]):.3f} | "
                      f"{(f'{_mean(rounds):.1f}' if rounds else '-')} |")
     baselines = [b for b in ("ripu_random", "uda_nl", "source_only", "target_full") if b in by]
