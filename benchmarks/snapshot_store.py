@@ -20,10 +20,6 @@ import sys
 from pathlib import Path
 
 
-#: Tables whose rows belong to one run (column ``run_id``); ``runs`` is the last to lose a run's row.
-RUN_TABLES = ("checkpoints", "steps", "evaluations", "evaluation_extras", "training_curves", "runs")
-
-
 def snapshot(src: Path, dst: Path, finished_only: bool = False) -> dict:
     """Writes the copy atomically (``dst`` is replaced only once complete); returns counts.
     ``finished_only``: runs not done are left out with every row of theirs."""
@@ -39,9 +35,11 @@ def snapshot(src: Path, dst: Path, finished_only: bool = False) -> dict:
                                "(SELECT run_id FROM runs WHERE status = 'done')").rowcount
         left_out = 0
         if finished_only:
-            tables = {name for (name,) in copy.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            # every table with a run_id column holds rows of one run; ``runs`` goes last (it names the runs)
+            tables = [name for (name,) in copy.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                      if any(col[1] == "run_id" for col in copy.execute(f"PRAGMA table_info({name})"))]
             left_out = copy.execute("SELECT COUNT(*) FROM runs WHERE status != 'done'").fetchone()[0]
-            for table in (t for t in RUN_TABLES if t in tables):
+            for table in sorted(tables, key=lambda t: t == "runs"):
                 copy.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT run_id FROM runs WHERE status != 'done')")
         # a copy is never live: no process owns its runs
         copy.execute("UPDATE runs SET owner = NULL")

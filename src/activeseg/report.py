@@ -46,6 +46,16 @@ def t_interval(xs: list[float], level: float = 0.95) -> tuple[float, float, floa
     return m, m - half, m + half
 
 
+def _paired_by_seed(evals: list[dict], baseline: str, split: str) -> dict[str, dict[int, dict[int, float]]]:
+    """strategy -> seed -> budget -> (strategy - baseline) mIoU, for every run the baseline has a twin of."""
+    by = {(e["strategy"], e["budget"], e["seed"]): e["miou"] for e in evals if e["split"] == split}
+    out: dict[str, dict[int, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    for (strategy, budget, seed), v in sorted(by.items()):
+        if strategy not in BOUNDS and strategy != baseline and (baseline, budget, seed) in by:
+            out[strategy][seed][budget] = v - by[(baseline, budget, seed)]
+    return out
+
+
 def paired_differences(evals: list[dict], baseline: str = BASELINE, split: str = "test",
                        level: float = 0.95) -> dict[str, dict[int, dict]]:
     """strategy -> budget -> mean, interval and n of (strategy - baseline) mIoU over the seeds both ran.
@@ -53,12 +63,11 @@ def paired_differences(evals: list[dict], baseline: str = BASELINE, split: str =
     Runs of one seed share that seed's candidate pools and training randomness, so the difference per
     seed removes what the seed does to both; the interval is Student's t over those differences.
     """
-    by = {(e["strategy"], e["budget"], e["seed"]): e["miou"] for e in evals if e["split"] == split}
     out: dict[str, dict[int, dict]] = defaultdict(dict)
-    for (strategy, budget, seed), v in sorted(by.items()):
-        if strategy in BOUNDS or strategy == baseline or (baseline, budget, seed) not in by:
-            continue
-        out[strategy].setdefault(budget, {"diffs": []})["diffs"].append(v - by[(baseline, budget, seed)])
+    for strategy, seeds in _paired_by_seed(evals, baseline, split).items():
+        for seed in sorted(seeds):
+            for budget, diff in sorted(seeds[seed].items()):
+                out[strategy].setdefault(budget, {"diffs": []})["diffs"].append(diff)
     for per_budget in out.values():
         for cell in per_budget.values():
             cell["mean"], cell["low"], cell["high"] = t_interval(cell["diffs"], level)
@@ -70,15 +79,10 @@ def curve_differences(evals: list[dict], baseline: str = BASELINE, split: str = 
                       level: float = 0.95) -> dict[str, dict]:
     """strategy -> mean, interval and n of the paired difference of whole curves: per seed, the mean of
     (strategy - baseline) over every budget the pair ran (with evenly spaced budgets: the area between the
-    curves over its width), then Student's t over the seeds. Seeds missing a budget that another seed of the pair has are left out (a run in
-    progress); strategies paired at fewer than two budgets are not reported."""
-    by = {(e["strategy"], e["budget"], e["seed"]): e["miou"] for e in evals if e["split"] == split}
-    per_seed: dict[str, dict[int, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
-    for (strategy, budget, seed), v in by.items():
-        if strategy not in BOUNDS and strategy != baseline and (baseline, budget, seed) in by:
-            per_seed[strategy][seed][budget] = v - by[(baseline, budget, seed)]
+    curves over its width), then Student's t over the seeds. Seeds missing a budget that another seed of the
+    pair has are left out (a run in progress); strategies paired at fewer than two budgets are not reported."""
     out = {}
-    for strategy, seeds in sorted(per_seed.items()):
+    for strategy, seeds in sorted(_paired_by_seed(evals, baseline, split).items()):
         budgets = set().union(*(set(d) for d in seeds.values()))
         diffs = [sum(d.values()) / len(d) for d in seeds.values() if set(d) == budgets]
         if len(budgets) < 2 or not diffs:

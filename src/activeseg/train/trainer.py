@@ -313,7 +313,8 @@ def fit(model: Segmenter, train: Source, val: Source | None, num_classes: int, c
         if on_epoch is not None:
             on_epoch({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                       "scheduler": scheduler.state_dict(), **random_state(generator), "history": result.history,
-                      "best_epoch": result.best_epoch, "best_miou": result.best_miou, "best_state": best_state, "stale": stale, "stopped": stopped})
+                      "best_epoch": result.best_epoch, "best_miou": result.best_miou, "best_state": best_state,
+                      "stale": stale, "stopped": stopped})
         if stopped:
             break
     if best_state is not None:
