@@ -139,3 +139,23 @@ def test_training_curves_plot_counts_evaluations_without_a_curve(tmp_path):
                                         "history": history}]
     store.close()
     assert plot_training(path, png) == png and png.read_bytes()[:4] == b"\x89PNG"
+    from PIL import Image
+
+    assert Image.open(png).size[1] == 600  # loss and val mIoU rows
+
+
+def test_training_curves_plot_without_a_validation_split_has_no_val_row(tmp_path):
+    from PIL import Image
+
+    from activeseg.report import plot_training
+    from activeseg.store import RunStore
+
+    path, png = tmp_path / "store.sqlite", tmp_path / "training_curves.png"
+    store = RunStore(path)
+    store.claim_run("random-s1", "random", 1, {})
+    history = [{"epoch": e, "loss": 1.0 - 0.1 * e, "val_miou": None, "lr": 1e-3} for e in range(3)]
+    store.record_evaluation("random-s1", 16, "test", 16, {"miou": 0.5, "iou": {"a": 0.5}}, None, 3, 1.0,
+                            history=history)
+    store.close()
+    assert plot_training(path, png) == png
+    assert Image.open(png).size[1] == 340  # the loss row only (val_split: null)

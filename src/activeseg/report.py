@@ -243,8 +243,9 @@ def plot_curves(store_path: Path, out_png: Path, split: str = "test") -> Path:
 
 def plot_training(store_path: Path, out_png: Path) -> Path | None:
     """The stored training curves of every evaluation (the final trainings, or each round's training):
-    one column per budget, training loss (top) and val mIoU (bottom) against the epoch, one thin line per
-    run, a colour per strategy; epoch -1 is the starting weights' val mIoU. The title counts the evaluations
+    one column per budget, training loss (top) and val mIoU (bottom; left out when no curve was validated,
+    as with `val_split: null`) against the epoch, one thin line per run, a colour per strategy; epoch -1 is
+    the starting weights' val mIoU. The title counts the evaluations
     without a curve (written before curves were recorded, or by a process running older code). None, and no
     file (an earlier one is removed), when the store holds no curves."""
     store = RunStore.open_existing(store_path)
@@ -261,7 +262,9 @@ def plot_training(store_path: Path, out_png: Path) -> Path | None:
     strategies = sorted({r["strategy"] for r in rows})
     palette = "tab10" if len(strategies) <= 10 else "tab20"
     colour = {s: plt.get_cmap(palette)(i % 20) for i, s in enumerate(strategies)}
-    fig, axes = plt.subplots(2, len(budgets), figsize=(3.2 * len(budgets) + 1, 6), squeeze=False, sharey="row")
+    has_val = any(e["val_miou"] is not None for r in rows for e in r["history"])
+    fig, axes = plt.subplots(2 if has_val else 1, len(budgets), squeeze=False, sharey="row",
+                             figsize=(3.2 * len(budgets) + 1, 6 if has_val else 3.4))
     for r in rows:
         col = budgets.index(r["budget"])
         h = r["history"]
@@ -269,16 +272,19 @@ def plot_training(store_path: Path, out_png: Path) -> Path | None:
         validated = [e for e in h if e["val_miou"] is not None]
         kw = {"color": colour[r["strategy"]], "alpha": 0.6, "linewidth": 0.9}
         axes[0, col].plot([e["epoch"] for e in trained], [e["loss"] for e in trained], **kw)
-        axes[1, col].plot([e["epoch"] for e in validated], [100 * e["val_miou"] for e in validated], marker=".", **kw)
+        if has_val:
+            axes[1, col].plot([e["epoch"] for e in validated], [100 * e["val_miou"] for e in validated],
+                              marker=".", **kw)
     for col, b in enumerate(budgets):
         axes[0, col].set_title(f"{b} labelled", fontsize=9)
         axes[0, col].set_yscale("log")
-        axes[1, col].set_xlabel("epoch")
+        axes[-1, col].set_xlabel("epoch")
         for ax in axes[:, col]:
             ax.grid(alpha=0.3)
             ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     axes[0, 0].set_ylabel("training loss (log; + auxiliary heads')")
-    axes[1, 0].set_ylabel("val mIoU (%)")
+    if has_val:
+        axes[1, 0].set_ylabel("val mIoU (%)")
     handles = [plt.Line2D([], [], color=colour[s], label=s) for s in strategies]
     fig.legend(handles=handles, loc="upper center", ncol=min(len(strategies), 6), fontsize=8)
     if missing:
