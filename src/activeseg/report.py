@@ -245,9 +245,9 @@ def plot_training(store_path: Path, out_png: Path) -> Path | None:
     """The stored training curves of every evaluation (the final trainings, or each round's training):
     one column per budget, training loss (top) and val mIoU (bottom; left out when no curve was validated,
     as with `val_split: null`) against the epoch, one thin line per run, a colour per strategy; epoch -1 is
-    the starting weights' val mIoU. The title counts the evaluations
-    without a curve (written before curves were recorded, or by a process running older code). None, and no
-    file (an earlier one is removed), when the store holds no curves."""
+    the starting weights' val mIoU. A footnote counts the evaluations without a curve (written before curves
+    were recorded, or by a process running older code). None, and no file (an earlier one is removed), when
+    the store holds no curves."""
     store = RunStore.open_existing(store_path)
     try:
         rows = store.training_curves()
