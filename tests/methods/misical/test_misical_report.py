@@ -8,6 +8,7 @@ import math
 import pytest
 
 from activeseg.methods.misical.report import (
+    benchmark_markdown,
     benchmark_result,
     compare,
     per_class_values,
@@ -42,7 +43,8 @@ def test_compare_and_win_summary_by_hand():
 def test_class_aware_runs_count_for_their_class_and_agnostic_runs_for_all():
     def ev(method, seed, iou, target=None, budget=8):
         return {"split": "test", "budget": budget, "seed": seed, "iou": iou,
-                "extra": {"method": method, "target_class": target, "quantities": {k: 2 * v for k, v in iou.items()}}}
+                "extra": {"method": method, "target_class": target, "quantities": {k: 2 * v for k, v in iou.items()},
+                          "images_touched": seed + (10 if target == "y" else 0)}}
 
     evals = [ev("random", 1, {"x": 0.2, "y": 0.5}), ev("random", 2, {"x": 0.4, "y": 0.5}),
              ev("misical", 1, {"x": 0.3, "y": 0.1}, "x"), ev("misical", 1, {"x": 0.1, "y": 0.6}, "y"),
@@ -57,6 +59,11 @@ def test_class_aware_runs_count_for_their_class_and_agnostic_runs_for_all():
     assert entry["methods"]["misical"]["all"]["wins"] == 1 and entry["methods"]["misical"]["all"]["ties"] == 1
     assert entry["methods"]["misical"]["rare"]["classes"] == 1 and entry["methods"]["misical"]["rare"]["wins"] == 0
     assert entry["quantity"]["misical"]["x"] == pytest.approx(0.8)  # mean of 2 x 0.3 and 2 x 0.5
+    # images touched: one number per run, given to its classes: the y policy's runs (11, 12), random's (1, 2)
+    assert entry["images_touched"]["misical"] == {"x": pytest.approx(1.5), "y": pytest.approx(11.5)}
+    assert entry["images_touched"]["random"] == {"x": pytest.approx(1.5), "y": pytest.approx(1.5)}
+    text = benchmark_markdown(result, [], [])
+    assert "| y | 2 | 12 |" in text  # rounded means in the images-touched table (random, misical)
 
 
 def test_rank_correlations_and_premise_flags():

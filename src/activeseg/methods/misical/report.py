@@ -137,14 +137,18 @@ def premise_markdown(result: dict) -> str:
 def per_class_values(evals: list[dict], budget: int, key: str = "iou") -> dict[str, dict[str, dict[int, float]]]:
     """method -> class -> seed -> value, from the test evaluations of one budget: a class-aware run (its
     extra names a target_class) gives its class only, a class-agnostic run every class. ``key``: 'iou'
-    (the evaluation's IoU) or 'quantities' (Q_c of the selected set, from the extra). Undefined values
-    (an IoU of None) are left out."""
+    (the evaluation's IoU), 'quantities' (Q_c of the selected set, from the extra) or 'images_touched' (the
+    images holding a selected region, from the extra: one number per run, given to each of its classes).
+    Undefined values (an IoU of None) are left out."""
     out: dict = defaultdict(lambda: defaultdict(dict))
     for e in evals:
         extra = e.get("extra") or {}
         if e["split"] != "test" or e["budget"] != budget or "method" not in extra:
             continue
-        values = e["iou"] if key == "iou" else extra.get(key, {})
+        if key == "images_touched":
+            values = {c: extra[key] for c in e["iou"]} if key in extra else {}
+        else:
+            values = e["iou"] if key == "iou" else extra.get(key, {})
         target = extra.get("target_class")
         for c, v in values.items():
             if v is not None and (target is None or c == target):
@@ -203,12 +207,13 @@ def _pct(mean: float | None, std: float | None = None, signed: bool = False) -> 
 def benchmark_result(evals: list[dict], classes: tuple[str, ...], rare: tuple[str, ...], budgets: tuple[int, ...],
                      methods: tuple[str, ...], baseline: str = "random") -> dict:
     """Per budget: each method's comparison with the baseline (per class), its wins over all classes and
-    over the rare ones, the strongest other method, and the mean Q_c of the selected sets."""
+    over the rare ones, the strongest other method, and the mean Q_c and images touched of the selected sets."""
     rare = tuple(c for c in rare if c in classes)
     result: dict = {"classes": list(classes), "rare_classes": list(rare), "baseline": baseline, "budgets": {}}
     for budget in budgets:
         iou = per_class_values(evals, budget, "iou")
         quantity = per_class_values(evals, budget, "quantities")
+        touched = per_class_values(evals, budget, "images_touched")
         entry: dict = {"methods": {}}
         for m in methods:
             if m == baseline:
@@ -220,6 +225,8 @@ def benchmark_result(evals: list[dict], classes: tuple[str, ...], rare: tuple[st
                         for m in methods}
         entry["quantity"] = {m: {c: (sum(quantity[m][c].values()) / len(quantity[m][c])
                                      if quantity.get(m, {}).get(c) else None) for c in classes} for m in methods}
+        entry["images_touched"] = {m: {c: (sum(touched[m][c].values()) / len(touched[m][c])
+                                           if touched.get(m, {}).get(c) else None) for c in classes} for m in methods}
         others = [m for m in entry["methods"] if m != "misical"]
         entry["strongest_baseline"] = max(others, key=lambda m: entry["methods"][m]["all"]["wins"], default=None)
         result["budgets"][budget] = entry
@@ -228,7 +235,7 @@ def benchmark_result(evals: list[dict], classes: tuple[str, ...], rare: tuple[st
 
 def benchmark_markdown(result: dict, header: list[str], costs: list[str], extra: list[str] = ()) -> str:
     """The report: wins vs random (all classes, rare classes, sign test), per-class IoU, per-class differences
-    with std over seeds, Q_c of the selected sets, then the costs."""
+    with std over seeds, Q_c and images touched of the selected sets, then the costs."""
     classes, rare, base = result["classes"], result["rare_classes"], result["baseline"]
     lines = [f"# {TITLE}: per-class benchmark", "", *header, "", PAPER_REFERENCE, ""]
     for budget, entry in result["budgets"].items():
@@ -261,6 +268,13 @@ def benchmark_markdown(result: dict, header: list[str], costs: list[str], extra:
         for c in classes:
             cells = ["-" if entry["quantity"][m][c] is None else f"{entry['quantity'][m][c]:.2f}" for m in methods]
             lines.append(f"| {c} | " + " | ".join(cells) + " |")
+        touched = entry.get("images_touched", {})
+        if any(v is not None for per in touched.values() for v in per.values()):
+            lines += ["", "Images touched by the selected set (images holding a selected region), mean over seeds", "",
+                      "| class | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+            for c in classes:
+                cells = ["-" if touched[m][c] is None else f"{touched[m][c]:.0f}" for m in methods]
+                lines.append(f"| {c} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines + list(extra) + costs) + "\n"
 
