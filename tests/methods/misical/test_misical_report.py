@@ -63,6 +63,12 @@ def test_class_aware_runs_count_for_their_class_and_agnostic_runs_for_all():
     assert entry["images_touched"]["misical"] == {"x": pytest.approx(1.5), "y": pytest.approx(11.5)}
     assert entry["images_touched"]["random"] == {"x": pytest.approx(1.5), "y": pytest.approx(1.5)}
     text = benchmark_markdown(result, [], [])
+    # entropy (class-agnostic) beats random on y only; the policy beats entropy on x and loses on y (rare)
+    evals += [ev("entropy", 1, {"x": 0.1, "y": 0.9}), ev("entropy", 2, {"x": 0.1, "y": 0.9})]
+    entry3 = benchmark_result(evals, ("x", "y"), ("y",), (8,), ("random", "entropy", "misical"))["budgets"][8]
+    assert entry3["strongest_baseline"] == "entropy"
+    head = entry3["misical_vs_strongest"]
+    assert (head["all"]["wins"], head["all"]["losses"], head["rare"]["wins"], head["rare"]["classes"]) == (1, 1, 0, 1)
     assert "| y | 2 | 12 |" in text  # rounded means in the images-touched table (random, misical)
 
 

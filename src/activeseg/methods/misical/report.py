@@ -207,7 +207,8 @@ def _pct(mean: float | None, std: float | None = None, signed: bool = False) -> 
 def benchmark_result(evals: list[dict], classes: tuple[str, ...], rare: tuple[str, ...], budgets: tuple[int, ...],
                      methods: tuple[str, ...], baseline: str = "random") -> dict:
     """Per budget: each method's comparison with the baseline (per class), its wins over all classes and
-    over the rare ones, the strongest other method, and the mean Q_c and images touched of the selected sets."""
+    over the rare ones, the strongest other method (most wins against the baseline) and the policy's wins
+    against it, and the mean Q_c and images touched of the selected sets."""
     rare = tuple(c for c in rare if c in classes)
     result: dict = {"classes": list(classes), "rare_classes": list(rare), "baseline": baseline, "budgets": {}}
     for budget in budgets:
@@ -228,7 +229,12 @@ def benchmark_result(evals: list[dict], classes: tuple[str, ...], rare: tuple[st
         entry["images_touched"] = {m: {c: (sum(touched[m][c].values()) / len(touched[m][c])
                                            if touched.get(m, {}).get(c) else None) for c in classes} for m in methods}
         others = [m for m in entry["methods"] if m != "misical"]
-        entry["strongest_baseline"] = max(others, key=lambda m: entry["methods"][m]["all"]["wins"], default=None)
+        entry["strongest_baseline"] = strongest = max(others, key=lambda m: entry["methods"][m]["all"]["wins"],
+                                                      default=None)
+        if strongest is not None and "misical" in methods:  # head to head: the policy against that baseline
+            comp = compare(iou.get("misical", {}), iou.get(strongest, {}), classes)
+            entry["misical_vs_strongest"] = {"per_class": comp, "all": win_summary(comp, classes),
+                                             "rare": win_summary(comp, rare)}
         result["budgets"][budget] = entry
     return result
 
@@ -250,6 +256,13 @@ def benchmark_markdown(result: dict, header: list[str], costs: list[str], extra:
             a, r = entry["methods"][m]["all"], entry["methods"][m]["rare"]
             p = "-" if a["sign_test_p"] is None else f"{a['sign_test_p']:.3g}"
             lines.append(f"| {m} | {a['wins']}/{a['classes']} | {a['losses']} | {a['ties']} | {p} | {r['wins']}/{r['classes']} |")
+        head = entry.get("misical_vs_strongest")
+        if head is not None:
+            a, r = head["all"], head["rare"]
+            p = "-" if a["sign_test_p"] is None else f"{a['sign_test_p']:.3g}"
+            lines += ["", f"Head to head, misical against the strongest baseline ({entry['strongest_baseline']}): wins "
+                      f"{a['wins']}/{a['classes']}, losses {a['losses']}, ties {a['ties']}, sign test p {p}; rare classes "
+                      f"{r['wins']}/{r['classes']}."]
         lines += ["", "Test IoU_c (%), mean ± std over seeds (rare classes marked *)", "",
                   "| class | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
         for c in classes:
