@@ -64,3 +64,17 @@ def al_config_cli(tmp_path, al_config) -> Path:
     cfg["al"]["budgets"] = [8, 16]
     al_config.write_text(yaml.safe_dump(cfg))
     return al_config
+
+
+@pytest.fixture(scope="session")
+def bench_script():
+    """Loads a script of benchmarks/ (not a package) as a module: ``bench_script("per_run_tables")``."""
+    import importlib.util
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load

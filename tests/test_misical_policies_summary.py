@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "misical_policies_summary.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("misical_policies_summary", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def _history(cls: str, seed: int) -> dict:
     """20 episodes: Q_c* 1 in the first ten, 4 in the last ten; loss 0.5 at episode 3, 0.1 elsewhere."""
@@ -26,8 +14,8 @@ def _history(cls: str, seed: int) -> dict:
     return {"target_class": cls, "seed": seed, "seconds_train": 12.0, "episodes": eps}
 
 
-def test_summary_numbers_and_files(tmp_path, monkeypatch):
-    script = _script()
+def test_summary_numbers_and_files(tmp_path, monkeypatch, bench_script):
+    script = bench_script("misical_policies_summary")
     row = script.summarise(_history("pole", 20))
     assert row["quantity_first"] == pytest.approx(1.0) and row["quantity_last"] == pytest.approx(4.0)
     assert row["loss_ratio"] == pytest.approx(1.0)  # the largest loss is in the first five episodes

@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from activeseg.store import RunStore
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "per_run_tables.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("per_run_tables", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def _evaluations(path: Path) -> list[dict]:
     """Two seeds of 'random' at 10 regions (mIoU 0.40, 0.50; class a 0.2, 0.4), a lower bound at 0."""
@@ -35,8 +24,8 @@ def _evaluations(path: Path) -> list[dict]:
     return evals
 
 
-def test_per_run_and_per_class_tables(tmp_path):
-    lines = _script().per_run_lines(_evaluations(tmp_path / "s.sqlite"))
+def test_per_run_and_per_class_tables(tmp_path, bench_script):
+    lines = bench_script("per_run_tables").per_run_lines(_evaluations(tmp_path / "s.sqlite"))
     text = "\n".join(lines)
     assert "| random | 40.0 / 50.0 |" in lines  # each seed's test mIoU, val left out
     assert "| strategy | 10 regions |" in lines  # the bound's budget 0 is not a column

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from activeseg.store import RunStore
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "snapshot_store.py"
 METRICS = {"miou": 0.5, "pixel_accuracy": 0.9, "iou": {"a": 0.5}}
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("snapshot_store", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _store(path: Path) -> None:
@@ -38,16 +29,16 @@ def _rows(path: Path) -> dict:
         store.close()
 
 
-def test_snapshot_drops_finished_checkpoints_and_keeps_the_open_run_resumable(tmp_path):
+def test_snapshot_drops_finished_checkpoints_and_keeps_the_open_run_resumable(tmp_path, bench_script):
     _store(tmp_path / "live.sqlite")
-    info = _script().snapshot(tmp_path / "live.sqlite", tmp_path / "copy.sqlite")
+    info = bench_script("snapshot_store").snapshot(tmp_path / "live.sqlite", tmp_path / "copy.sqlite")
     assert info["checkpoints_dropped"] == 1 and info["runs_left_out"] == 0
     assert _rows(tmp_path / "copy.sqlite") == {"done-s1": ("done", 1, False), "open-s1": ("running", 1, True)}
 
 
-def test_finished_only_leaves_the_open_run_out_whole(tmp_path):
+def test_finished_only_leaves_the_open_run_out_whole(tmp_path, bench_script):
     _store(tmp_path / "live.sqlite")
-    info = _script().snapshot(tmp_path / "live.sqlite", tmp_path / "copy.sqlite", finished_only=True)
+    info = bench_script("snapshot_store").snapshot(tmp_path / "live.sqlite", tmp_path / "copy.sqlite", finished_only=True)
     assert info["runs_left_out"] == 1 and info["runs"] == {"done": 1}
     assert _rows(tmp_path / "copy.sqlite") == {"done-s1": ("done", 1, False)}
     store = RunStore.open_existing(tmp_path / "copy.sqlite")
