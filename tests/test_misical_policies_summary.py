@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+
 def _history(cls: str, seed: int) -> dict:
     """20 episodes: Q_c* 1 in the first ten, 4 in the last ten; loss 0.5 at episode 3, 0.1 elsewhere."""
     eps = [{"final_quantity": 1.0 if i < 10 else 4.0, "mean_loss": 0.5 if i == 3 else 0.1,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from activeseg.store import RunStore
 
+
 def _evaluations(path: Path) -> list[dict]:
     """Two seeds of 'random' at 10 regions (mIoU 0.40, 0.50; class a 0.2, 0.4), a lower bound at 0."""
     store = RunStore(path)
