@@ -20,6 +20,8 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from activeseg.report import _mean_std  # noqa: E402
+
 TITLE = "MiSiCAL-style (reconstruction)"
 PAPER_REFERENCE = ("Reference point (the paper, COCO-Stuff-10k, 171 classes, another data set and unit): MiSiCAL "
                    "beats random on 150/171 classes, the strongest baseline on 101/171.")
@@ -156,11 +158,6 @@ def per_class_values(evals: list[dict], budget: int, key: str = "iou") -> dict[s
     return out
 
 
-def _mean_std(xs: list[float]) -> tuple[float, float]:
-    m = sum(xs) / len(xs)
-    return m, (math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0)
-
-
 def compare(method: dict[str, dict[int, float]], baseline: dict[str, dict[int, float]],
             classes: tuple[str, ...]) -> dict[str, dict]:
     """Per class, over the seeds both have: mean and std of the method and of the baseline, mean and std of
@@ -204,6 +201,18 @@ def _pct(mean: float | None, std: float | None = None, signed: bool = False) -> 
     return text if std is None else f"{text} ± {100 * std:.1f}"
 
 
+def _seed_means(values: dict[str, dict[str, dict[int, float]]], methods: tuple[str, ...],
+                classes: tuple[str, ...]) -> dict[str, dict[str, float | None]]:
+    """method -> class -> mean over seeds of ``per_class_values``' output (None where nothing ran)."""
+    return {m: {c: (sum(values[m][c].values()) / len(values[m][c]) if values.get(m, {}).get(c) else None)
+                for c in classes} for m in methods}
+
+
+def _sign_p(summary: dict) -> str:
+    """A win summary's sign-test p as table text ('-' when no class was decided)."""
+    return "-" if summary["sign_test_p"] is None else f"{summary['sign_test_p']:.3g}"
+
+
 def benchmark_result(evals: list[dict], classes: tuple[str, ...], rare: tuple[str, ...], budgets: tuple[int, ...],
                      methods: tuple[str, ...], baseline: str = "random") -> dict:
     """Per budget: each method's comparison with the baseline (per class), its wins over all classes and
@@ -224,10 +233,8 @@ def benchmark_result(evals: list[dict], classes: tuple[str, ...], rare: tuple[st
                                    "rare": win_summary(comp, rare)}
         entry["iou"] = {m: {c: _mean_std(list(iou[m][c].values())) if iou.get(m, {}).get(c) else None for c in classes}
                         for m in methods}
-        entry["quantity"] = {m: {c: (sum(quantity[m][c].values()) / len(quantity[m][c])
-                                     if quantity.get(m, {}).get(c) else None) for c in classes} for m in methods}
-        entry["images_touched"] = {m: {c: (sum(touched[m][c].values()) / len(touched[m][c])
-                                           if touched.get(m, {}).get(c) else None) for c in classes} for m in methods}
+        entry["quantity"] = _seed_means(quantity, methods, classes)
+        entry["images_touched"] = _seed_means(touched, methods, classes)
         others = [m for m in entry["methods"] if m != "misical"]
         entry["strongest_baseline"] = strongest = max(others, key=lambda m: entry["methods"][m]["all"]["wins"],
                                                       default=None)
@@ -254,15 +261,14 @@ def benchmark_markdown(result: dict, header: list[str], costs: list[str], extra:
                   "|---|---|---|---|---|---|"]
         for m in others:
             a, r = entry["methods"][m]["all"], entry["methods"][m]["rare"]
-            p = "-" if a["sign_test_p"] is None else f"{a['sign_test_p']:.3g}"
-            lines.append(f"| {m} | {a['wins']}/{a['classes']} | {a['losses']} | {a['ties']} | {p} | {r['wins']}/{r['classes']} |")
+            lines.append(f"| {m} | {a['wins']}/{a['classes']} | {a['losses']} | {a['ties']} | {_sign_p(a)} | "
+                         f"{r['wins']}/{r['classes']} |")
         head = entry.get("misical_vs_strongest")
         if head is not None:
             a, r = head["all"], head["rare"]
-            p = "-" if a["sign_test_p"] is None else f"{a['sign_test_p']:.3g}"
             lines += ["", f"Head to head, misical against the strongest baseline ({entry['strongest_baseline']}): wins "
-                      f"{a['wins']}/{a['classes']}, losses {a['losses']}, ties {a['ties']}, sign test p {p}; rare classes "
-                      f"{r['wins']}/{r['classes']}."]
+                      f"{a['wins']}/{a['classes']}, losses {a['losses']}, ties {a['ties']}, sign test p {_sign_p(a)}; "
+                      f"rare classes {r['wins']}/{r['classes']}."]
         lines += ["", "Test IoU_c (%), mean ± std over seeds (rare classes marked *)", "",
                   "| class | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
         for c in classes:
