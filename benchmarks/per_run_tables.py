@@ -13,24 +13,25 @@ from pathlib import Path
 
 import numpy as np
 
+from activeseg.report import BOUNDS, _mean_std
 from activeseg.store import RunStore
 
 
-def _mean_std(xs: list[float]) -> str:
+def _pct(xs: list[float]) -> str:
     """``mean ± std`` in percent (sample std; none for a single value)."""
-    a = np.array(xs) * 100
-    return f"{a.mean():.1f}" if len(a) < 2 else f"{a.mean():.1f} ± {a.std(ddof=1):.1f}"
+    mean, std = (100 * v for v in _mean_std(xs))
+    return f"{mean:.1f}" if len(xs) < 2 else f"{mean:.1f} ± {std:.1f}"
 
 
 def per_run_lines(evals: list[dict], split: str = "test") -> list[str]:
     """Markdown lines of the two tables (see the module docstring)."""
     evals = [e for e in evals if e["split"] == split]
-    budgets = sorted({e["budget"] for e in evals if not e["strategy"].endswith("_bound")})
-    seeds = sorted({e["seed"] for e in evals if not e["strategy"].endswith("_bound")})
+    budgets = sorted({e["budget"] for e in evals if e["strategy"] not in BOUNDS})
+    seeds = sorted({e["seed"] for e in evals if e["strategy"] not in BOUNDS})
     by_run: dict[tuple[str, int], dict[int, dict]] = defaultdict(dict)
     for e in evals:
         by_run[e["strategy"], e["seed"]][e["budget"]] = e
-    strategies = sorted({s for s, _ in by_run if not s.endswith("_bound")})
+    strategies = sorted({s for s, _ in by_run if s not in BOUNDS})
     lines = [f"{split} mIoU (%) of every run: seeds {', '.join(map(str, seeds))} at each budget "
              "(bounds: their single run)", "",
              "| strategy | " + " | ".join(f"{b} regions" for b in budgets) + " |", "|---" * (len(budgets) + 1) + "|"]
@@ -41,11 +42,11 @@ def per_run_lines(evals: list[dict], split: str = "test") -> list[str]:
             cells.append(" / ".join(f"{v:.1f}" for v in got) or "-")
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     for (name, seed), per in sorted(by_run.items()):
-        if name.endswith("_bound"):
+        if name in BOUNDS:
             for b, e in per.items():
                 lines += ["", f"{name}: {e['miou'] * 100:.1f} ({b} regions labelled, one run)"]
     for b in budgets:
-        rows = [e for e in evals if e["budget"] == b and not e["strategy"].endswith("_bound")]
+        rows = [e for e in evals if e["budget"] == b and e["strategy"] not in BOUNDS]
         if not rows:
             continue
         names = list(rows[0]["iou"])
@@ -59,7 +60,7 @@ def per_run_lines(evals: list[dict], split: str = "test") -> list[str]:
             cells = []
             for c in names:
                 vals = [e["iou"][c] for e in mine if e["iou"].get(c) is not None]
-                cells.append(_mean_std(vals) if vals else "-")
+                cells.append(_pct(vals) if vals else "-")
             hist = [sum((e["class_histogram"] or [])[:len(names)]) for e in mine]
             lines.append(f"| {s} | " + " | ".join(cells) + f" | {np.mean(hist) / 1000:.0f}k |")
     return lines
